@@ -1,0 +1,170 @@
+"""Channel sampling and estimation (book section 4.2).
+
+Shapes: ``R[L, K, N, N]``, ``pilot[K]``, ``p[K]`` (or scalar), channels ``H[n, L, K, N]``,
+received pilots ``Y[n, L, tau_p, N]``. Everything is normalised by the noise power.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import _validate as V
+from .linalg import chol_solve, hermitian_part
+
+
+def _check(R, pilot, p, tau_p):
+    V.correlation("R", R)
+    if R.ndim != 4:
+        raise ValueError(f"R must have shape [L, K, N, N], got {R.shape}")
+    K = R.shape[1]
+    tau_p = V.positive_int("tau_p", tau_p)
+    V.pilots("pilot", pilot, K, tau_p)
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, nonneg=True)
+    return K
+
+
+def powers(p, K, dtype):
+    """Uplink powers as a ``[K]`` real array of ``dtype`` (``p`` scalar or ``[K]``)."""
+    return jnp.broadcast_to(jnp.asarray(p, dtype), (K,))
+
+
+def real_dtype(x):
+    return jnp.finfo(jnp.result_type(x)).dtype
+
+
+def pilot_covariance(R, pilot, p, tau_p: int):
+    """``Psi[l, t] = sum_{i: pilot_i = t} p_i tau_p R_li + I_N`` (book eq. (4.6)): ``[L, tau_p, N, N]``."""
+    L, K, N, _ = R.shape
+    p = powers(p, K, real_dtype(R))
+    w = jax.nn.one_hot(pilot, tau_p, dtype=p.dtype) * (p * tau_p)[:, None]  # [K, tau_p]
+    return jnp.einsum("kt,lkab->ltab", w.astype(R.dtype), R) + jnp.eye(N, dtype=R.dtype)
+
+
+def _psi_inv_r(R, pilot, p, tau_p):
+    """``X[l, k] = Psi_{l, t_k}^{-1} R_lk`` via Cholesky: ``[L, K, N, N]``."""
+    psi = pilot_covariance(R, pilot, p, tau_p)[:, pilot]  # [L, K, N, N]
+    return chol_solve(psi, R)
+
+
+def estimation_statistics(R, pilot, p, tau_p: int):
+    """MMSE estimate and error correlation matrices (book eqs. (4.7) and (4.9)).
+
+    ``B_lk = p_k tau_p R_lk Psi_{l,t_k}^{-1} R_lk``, ``C_lk = R_lk - B_lk``; each ``[L, K, N, N]``.
+    ``R[L, K, N, N]`` Hermitian PSD, ``pilot[K]`` int in ``[0, tau_p)``, ``p`` scalar or ``[K]``.
+    """
+    K = _check(R, pilot, p, tau_p)
+    return _estimation_statistics(R, pilot, p, tau_p, K)
+
+
+def _estimation_statistics(R, pilot, p, tau_p, K=None):
+    K = R.shape[1]
+    p = powers(p, K, real_dtype(R))
+    X = _psi_inv_r(R, pilot, p, tau_p)
+    B = hermitian_part((p * tau_p)[None, :, None, None] * (R @ X))
+    return B, R - B
+
+
+def _sqrt_factor(R):
+    """Lower Cholesky factor of ``R + eps tr(R)/N I`` (``eps`` = 10 machine epsilons)."""
+    N = R.shape[-1]
+    eps = 10 * jnp.finfo(R.dtype).eps
+    scale = jnp.real(jnp.trace(R, axis1=-2, axis2=-1)) / N
+    jitter = (eps * scale)[..., None, None] * jnp.eye(N, dtype=R.dtype)
+    return jnp.linalg.cholesky(R + jitter)
+
+
+def _cnormal(key, shape, dtype):
+    return jax.random.normal(key, shape, dtype=dtype)  # CN(0, 1): E|z|^2 = 1
+
+
+def sample_channels(key, R, n: int):
+    """``n`` independent realizations ``h_lk ~ CN(0, R_lk)``: ``H[n, L, K, N]`` (book eq. (2.3)).
+
+    Realization ``j`` is drawn from ``jax.random.split(key, n)[j]`` (so a chunked Monte-Carlo
+    loop reproduces the same draws); ``h = chol(R) w`` with ``w ~ CN(0, I)``.
+    """
+    V.correlation("R", R)
+    if R.ndim != 4:
+        raise ValueError(f"R must have shape [L, K, N, N], got {R.shape}")
+    n = V.positive_int("n", n)
+    return _sample_channels(jax.random.split(key, n), _sqrt_factor(R))
+
+
+def _sample_channels(keys, factor):
+    shape = factor.shape[:-1]
+    w = jax.vmap(lambda k: _cnormal(k, shape, factor.dtype))(keys)  # [n, L, K, N]
+    return jnp.einsum("lkab,jlkb->jlka", factor, w)
+
+
+def pilot_signal(key, H, pilot, p, tau_p: int):
+    """Received pilot signals (book eq. (4.4), after correlating with each pilot).
+
+    ``Y[.., l, t] = sum_{i: pilot_i = t} sqrt(p_i) tau_p h_li + sqrt(tau_p) n_lt``,
+    ``n_lt ~ CN(0, I_N)``: ``H[n, L, K, N] -> Y[n, L, tau_p, N]``. Noise for realization ``j``
+    is drawn from ``jax.random.split(key, n)[j]``.
+    """
+    if H.ndim != 4:
+        raise ValueError(f"H must have shape [n, L, K, N], got {H.shape}")
+    n, L, K, N = H.shape
+    tau_p = V.positive_int("tau_p", tau_p)
+    V.pilots("pilot", pilot, K, tau_p)
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, nonneg=True)
+    return _pilot_signal(jax.random.split(key, n), H, pilot, p, tau_p)
+
+
+def _pilot_signal(keys, H, pilot, p, tau_p):
+    n, L, K, N = H.shape
+    p = powers(p, K, real_dtype(H))
+    w = jax.nn.one_hot(pilot, tau_p, dtype=p.dtype) * (jnp.sqrt(p) * tau_p)[:, None]
+    noise = jax.vmap(lambda k: _cnormal(k, (L, tau_p, N), H.dtype))(keys)
+    return jnp.einsum("kt,jlkn->jltn", w.astype(H.dtype), H) + jnp.sqrt(tau_p) * noise
+
+
+def mmse_from_pilot_signal(Y, R, pilot, p, tau_p: int):
+    """MMSE estimates ``hhat_lk = sqrt(p_k) R_lk Psi_{l,t_k}^{-1} y_{l,t_k}`` (book eq. (4.5)).
+
+    ``Y[n, L, tau_p, N]`` -> ``Hhat[n, L, K, N]``.
+    """
+    _check(R, pilot, p, tau_p)
+    return _mmse_from_pilot_signal(Y, R, pilot, p, tau_p)
+
+
+def mmse_matrices(R, pilot, p, tau_p):
+    """``A_lk = sqrt(p_k) R_lk Psi_{l,t_k}^{-1}``, so that ``hhat_lk = A_lk y_{l,t_k}``: ``[L, K, N, N]``."""
+    K = R.shape[1]
+    p = powers(p, K, real_dtype(R))
+    X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R; (Psi^{-1} R)^H = R Psi^{-1}
+    return jnp.sqrt(p)[None, :, None, None] * jnp.conj(jnp.swapaxes(X, -1, -2))
+
+
+def _mmse_from_pilot_signal(Y, R, pilot, p, tau_p):
+    A = mmse_matrices(R, pilot, p, tau_p)
+    return jnp.einsum("lkab,jlkb->jlka", A, Y[:, :, pilot, :])
+
+
+def ls_from_pilot_signal(Y, pilot, p, tau_p: int):
+    """Least-squares estimates ``hhat_lk = y_{l,t_k} / (sqrt(p_k) tau_p)`` (book eq. (4.25)).
+
+    ``Y[n, L, tau_p, N]`` -> ``[n, L, K, N]``; requires ``p > 0``.
+    """
+    K = jnp.shape(pilot)[0]
+    tau_p = V.positive_int("tau_p", tau_p)
+    V.pilots("pilot", pilot, K, tau_p)
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, positive=True)
+    p = powers(p, K, real_dtype(Y))
+    return Y[:, :, pilot, :] / (jnp.sqrt(p) * tau_p)[None, None, :, None].astype(Y.dtype)
+
+
+def mmse_estimates(key, H, R, pilot, p, tau_p: int):
+    """MMSE channel estimates from freshly drawn pilot noise: ``H[n, L, K, N] -> Hhat``.
+
+    ``mmse_from_pilot_signal(pilot_signal(key, H, pilot, p, tau_p), R, pilot, p, tau_p)``
+    (book eqs. (4.4)-(4.5)); ``hhat ~ CN(0, B)`` and ``h - hhat ~ CN(0, C)``, independent.
+    """
+    _check(R, pilot, p, tau_p)
+    Y = pilot_signal(key, H, pilot, p, tau_p)
+    return _mmse_from_pilot_signal(Y, R, pilot, p, tau_p)
