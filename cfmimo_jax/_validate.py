@@ -48,7 +48,9 @@ def shape(name: str, x, expected: tuple, *, allow_scalar: bool = False) -> None:
     s = np.shape(x)
     if allow_scalar and s == ():
         return
-    ok = len(s) == len(expected) and all(e is None or e == d for e, d in zip(expected, s))
+    ok = len(s) == len(expected) and all(
+        e is None or e == d for e, d in zip(expected, s, strict=False)
+    )
     if not ok:
         want = tuple("?" if e is None else e for e in expected)
         raise ValueError(f"{name} must have shape {want}, got {s}")

@@ -19,7 +19,7 @@ TRUNCATION = 6.0
 ASD_MAX_TRACED = 0.6
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nodes(n: int):
     """Gauss-Legendre nodes on [-T, T] (standard deviations), Gaussian weights summing to 1."""
     x, w = np.polynomial.legendre.leggauss(n)
@@ -32,7 +32,8 @@ def quadrature_order(n_antennas: int, asd: float, spacing: float = 0.5) -> int:
     """Number of Gauss-Legendre nodes for one angular integral.
 
     The integrand oscillates at most at ``2 pi d_max`` radians per radian; the rule takes about
-    2.5 nodes per oscillation (4 d_max T asd) over ``[-T asd, T asd]`` plus 24, which converges well below the
+    2.5 nodes per oscillation (4 d_max T asd) over ``[-T asd, T asd]`` plus 24, which converges
+    well below the
     1e-5 target (tests check it against direct integration).
     """
     d_max = spacing * (n_antennas - 1)

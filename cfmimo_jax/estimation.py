@@ -35,7 +35,10 @@ def real_dtype(x):
 
 
 def pilot_covariance(R, pilot, p, tau_p: int):
-    """``Psi[l, t] = sum_{i: pilot_i = t} p_i tau_p R_li + I_N`` (book eq. (4.6)): ``[L, tau_p, N, N]``."""
+    """``Psi[l, t] = sum_{i: pilot_i = t} p_i tau_p R_li + I_N`` (book eq. (4.6)).
+
+    Returns ``[L, tau_p, N, N]``.
+    """
     L, K, N, _ = R.shape
     p = powers(p, K, real_dtype(R))
     w = jax.nn.one_hot(pilot, tau_p, dtype=p.dtype) * (p * tau_p)[:, None]  # [K, tau_p]
@@ -133,7 +136,10 @@ def mmse_from_pilot_signal(Y, R, pilot, p, tau_p: int):
 
 
 def mmse_matrices(R, pilot, p, tau_p):
-    """``A_lk = sqrt(p_k) R_lk Psi_{l,t_k}^{-1}``, so that ``hhat_lk = A_lk y_{l,t_k}``: ``[L, K, N, N]``."""
+    """``A_lk = sqrt(p_k) R_lk Psi_{l,t_k}^{-1}``, so ``hhat_lk = A_lk y_{l,t_k}``.
+
+    Returns ``[L, K, N, N]``.
+    """
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R; (Psi^{-1} R)^H = R Psi^{-1}

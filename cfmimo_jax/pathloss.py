@@ -34,7 +34,9 @@ def shadowing_covariance(ue_pos, std_db: float = 4.0, decorrelation_m: float = 9
     return std_db**2 * 2.0 ** (-delta / decorrelation_m)
 
 
-def correlated_shadowing(key, n_aps: int, ue_pos, std_db: float = 4.0, decorrelation_m: float = 9.0):
+def correlated_shadowing(
+    key, n_aps: int, ue_pos, std_db: float = 4.0, decorrelation_m: float = 9.0
+):
     """Shadow fading ``F[L, K]`` in dB: independent over APs, correlated over UEs (eq. (5.44)).
 
     Draws ``F[l, :] = chol(Sigma) z_l`` with ``z_l ~ N(0, I_K)``; a relative jitter of 1e-6 on

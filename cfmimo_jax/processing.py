@@ -36,7 +36,7 @@ def partial_mask(D):
 
 
 def masked_sum(D, X):
-    """``Y[..., k, ...] = sum_l D[l, k] X[..., l, ...]`` as a real matmul (no complex upcast of ``D``).
+    """``Y[n, k, ...] = sum_l D[l, k] X[n, l, ...]`` as a real matmul (no complex upcast of ``D``).
 
     ``D[L, K]`` real or bool, ``X[n, L, *rest]`` -> ``[n, K, *rest]``.
     """
@@ -116,7 +116,7 @@ def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None):
 
 
 def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED):
-    """``{scheme: v'}`` for the centralized schemes, ``v = sqrt(p_k) v'`` (``mr``: ``v' = hhat``)."""
+    """``{scheme: v'}`` for centralized schemes; ``v = sqrt(p_k) v'`` (``mr``: ``v' = hhat``)."""
     K = Hhat.shape[2]
     p = powers(p, K, real_dtype(Hhat))
     Hs = Hhat * jnp.sqrt(p).astype(Hhat.dtype)[None, None, :, None]

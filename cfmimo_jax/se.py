@@ -1,0 +1,548 @@
+"""Uplink and downlink spectral efficiency (book chapters 5 and 6).
+
+Monte-Carlo bounds for centralized and distributed processing, MR closed forms, genie-aided
+versions. Realizations are processed in chunks with ``lax.scan`` so memory stays bounded;
+realization ``j`` always uses the same random draws, so results do not depend on the chunk size.
+Conventions and exact definitions: ``docs/kernels.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _validate as V
+from .estimation import (
+    _estimation_statistics,
+    _pilot_signal,
+    _psi_inv_r,
+    _sample_channels,
+    _sqrt_factor,
+    mmse_matrices,
+    powers,
+    real_dtype,
+)
+from .linalg import chol_solve
+from .processing import CENTRALIZED, DISTRIBUTED, central_scaled_all, distributed_all
+
+UPLINK_KEYS = (
+    "mmse",
+    "p_mmse",
+    "p_rzf",
+    "mr",
+    "l_mmse",
+    "lp_mmse",
+    "mr_dist",
+    "l_mmse_lsfd",
+    "lp_mmse_lsfd",
+    "mr_dist_lsfd",
+)
+DOWNLINK_KEYS = ("mmse", "p_mmse", "p_rzf", "l_mmse", "lp_mmse", "mr")
+_DL_CENTRAL = ("mmse", "p_mmse", "p_rzf")
+
+
+def prelog(tau_c: int, tau_p: int) -> float:
+    """Fraction of each coherence block used for data, ``(tau_c - tau_p) / tau_c``."""
+    return (tau_c - tau_p) / tau_c
+
+
+def _abs2(x):
+    return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+
+
+def _diag(x):
+    """``x[..., K, K] -> [..., K]``."""
+    return jnp.diagonal(x, axis1=-2, axis2=-1)
+
+
+def _safe_sqrt_ratio(num, den, mask):
+    ok = mask & (num > 0) & (den > 0)
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, num, 1.0) / jnp.where(ok, den, 1.0)), 0.0)
+
+
+def _log2_1p(sinr):
+    return jnp.log2(1.0 + sinr)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics -> SINR (shared by Monte Carlo and closed forms)
+
+
+def _uplink_distributed_sinr(m, s, F, D, p, lsfd: bool):
+    """Uplink SINR of book Thm 5.4 from ``m[l,k,i] = E[g_ki]_l``, ``s = Var``, ``F[l,k]``.
+
+    ``a = 1`` on ``M_k`` or the optimal LSFD of eq. (5.30). Returns ``(sinr[K], a[L, K])``.
+    """
+    L, K, _ = m.shape
+    Df = D.astype(F.dtype)
+    if lsfd:
+        cd = m.dtype
+        Q = jnp.einsum("lki,nki,i->kln", m, jnp.conj(m), p.astype(cd))  # [K, L, L]
+        mkk = jnp.einsum("lkk->kl", m)  # [K, L]
+        Q = Q - p.astype(cd)[:, None, None] * mkk[:, :, None] * jnp.conj(mkk)[:, None, :]
+        diag = jnp.einsum("lki,i->kl", s, p) + F.T  # [K, L]
+        Q = Q + jax.vmap(jnp.diag)(diag.astype(cd))
+        Dk = Df.T.astype(cd)  # [K, L]
+        Q = Q * Dk[:, :, None] * Dk[:, None, :] + jax.vmap(jnp.diag)(1.0 - Dk)
+        a = chol_solve(Q, (Dk * mkk)[..., None])[..., 0].T  # [L, K]
+    else:
+        a = Df.astype(m.dtype)
+    proj = jnp.einsum("lk,lki->ki", jnp.conj(a), m)  # a^H m_ki
+    a2 = _abs2(a)
+    num = p * _abs2(_diag(proj))
+    interf = jnp.sum(p[None, :] * (_abs2(proj) + jnp.einsum("lk,lki->ki", a2, s)), axis=1)
+    noise = jnp.sum(a2 * F, axis=0)
+    return num / (interf - num + noise), a
+
+
+def _downlink_distributed_sinr(m, s, F, D, rho):
+    """Hardening bound (book Thm 6.1) for distributed precoding from per-AP statistics.
+
+    ``w_lk = sqrt(rho_lk / F_lk) v_lk``; ``E[h_k^H w_i] = sum_l c_li conj(m[l,i,k])`` and
+    ``E|h_k^H w_i|^2 = |.|^2 + sum_l c_li^2 s[l,i,k]`` (independence across APs).
+    Returns ``(sinr[K], c[L, K])``.
+    """
+    c = _safe_sqrt_ratio(rho, F, D)
+    mean = jnp.einsum("li,lik->ki", c.astype(m.dtype), jnp.conj(m))  # [k, i]
+    second = _abs2(mean) + jnp.einsum("li,lik->ki", c**2, s)
+    sig = _abs2(_diag(mean))
+    return sig / (jnp.sum(second, axis=1) - sig + 1.0), c
+
+
+def _downlink_central_sinr(q1, q2, nv, rho_k):
+    """Hardening bound, centralized precoding, from ``E[h_k^H v_i]``, ``E|.|^2``, ``E||v_i||^2``."""
+    c = _safe_sqrt_ratio(rho_k, nv, jnp.ones_like(nv, dtype=bool))
+    mean = q1 * c[None, :].astype(q1.dtype)
+    second = q2 * (c**2)[None, :]
+    sig = _abs2(_diag(mean))
+    return sig / (jnp.sum(second, axis=1) - sig + 1.0), c
+
+
+# --------------------------------------------------------------------------------------------
+# Monte-Carlo core
+
+
+def default_chunk(L: int, K: int, N: int, n: int) -> int:
+    """Realizations per chunk: keeps the largest per-chunk array near 2^22 complex entries."""
+    per = L * K * K * max(N, 1)
+    return max(1, min(n, 64, (1 << 22) // per))
+
+
+def _central_needed(uplink, downlink):
+    c = set()
+    if uplink:
+        c |= set(CENTRALIZED)
+    if downlink:
+        c |= set(_DL_CENTRAL)
+    return tuple(s for s in CENTRALIZED if s in c)
+
+
+def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms):
+    """Weighted sums over one chunk of realizations ``H, Hh[c, L, K, N]``, weights ``w[c]``.
+
+    With ``norms`` (pass 2) computes genie-aided log2(1 + SINR) sums instead.
+    """
+    rdt = real_dtype(H)
+    sp = jnp.sqrt(p).astype(H.dtype)
+    Hs = Hh * sp[None, None, :, None]
+    Hts = H * sp[None, None, :, None]
+    out = {}
+    wsum = lambda x: jnp.einsum("n,n...->...", w, x)
+    cen = central_scaled_all(Hh, C, D, p, _central_needed(uplink, downlink))
+    dist = distributed_all(Hh, C, D, p, DISTRIBUTED)
+    for name, v in cen.items():
+        pre = f"c_{name}_"
+        nv = jnp.sum(_abs2(v), axis=(1, 3))  # [c, K]
+        if norms is None:
+            if uplink:
+                r = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hs)
+                sig = _abs2(_diag(r))
+                tot = jnp.sum(_abs2(r), axis=-1)
+                noise = jnp.real(jnp.einsum("nlka,lab,nlkb->nk", jnp.conj(v), z_full, v))
+                out[pre + "ul"] = wsum(_log2_1p(sig / (tot - sig + noise)))
+                if genie:
+                    rg = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hts)
+                    sg = _abs2(_diag(rg))
+                    tg = jnp.sum(_abs2(rg), axis=-1)
+                    out[pre + "ul_genie"] = wsum(_log2_1p(sg / (tg - sg + nv)))
+            if downlink and name in _DL_CENTRAL:
+                q = jnp.einsum("nlka,nlia->nki", jnp.conj(H), v)  # h_k^H v'_i
+                out[pre + "q1"] = wsum(q)
+                out[pre + "q2"] = wsum(_abs2(q))
+                out[pre + "nv"] = wsum(nv)
+        elif downlink and name in _DL_CENTRAL:
+            x = jnp.einsum("nlka,nlia->nki", jnp.conj(H), v) * norms[pre + "c"][None, None, :]
+            sg = _abs2(_diag(x))
+            out[pre + "dl_genie"] = wsum(_log2_1p(sg / (jnp.sum(_abs2(x), -1) - sg + 1.0)))
+    for name, v in dist.items():
+        pre = f"d_{name}_"
+        g = jnp.einsum("nlka,nlia->nlki", jnp.conj(v), H)  # v_lk^H h_li
+        nvl = jnp.sum(_abs2(v), axis=-1)  # [c, L, K]
+        if norms is None:
+            out[pre + "g1"] = wsum(g)
+            out[pre + "g2"] = wsum(_abs2(g))
+            out[pre + "nv"] = wsum(nvl)
+            continue
+        if uplink:
+            for tag in ("a1", "lsfd"):
+                a = norms[pre + tag].astype(g.dtype)  # [L, K]
+                proj = jnp.einsum("lk,nlki->nki", jnp.conj(a), g)
+                num = p * _abs2(_diag(proj))
+                den = jnp.sum(p * _abs2(proj), -1) - num + jnp.einsum("lk,nlk->nk", _abs2(a), nvl)
+                out[pre + tag + "_genie"] = wsum(_log2_1p(num / den))
+        if downlink:
+            c = norms[pre + "c"].astype(g.dtype)
+            x = jnp.einsum("li,nlik->nki", c, jnp.conj(g))  # h_k^H w_i
+            sg = _abs2(_diag(x))
+            out[pre + "dl_genie"] = wsum(_log2_1p(sg / (jnp.sum(_abs2(x), -1) - sg + 1.0)))
+    return jax.tree.map(lambda a: a.astype(rdt) if not jnp.iscomplexobj(a) else a, out)
+
+
+def _monte_carlo(key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms):
+    L, K, N, _ = R.shape
+    k_h, k_n = jax.random.split(key)
+    n_chunks = -(-n // chunk)
+    total = n_chunks * chunk
+    keys_h = jax.random.split(k_h, n)
+    keys_n = jax.random.split(k_n, n)
+    pad = total - n
+    if pad:
+        keys_h = jnp.concatenate([keys_h, keys_h[:pad]])
+        keys_n = jnp.concatenate([keys_n, keys_n[:pad]])
+    weights = (jnp.arange(total) < n).astype(real_dtype(R))
+    shape = lambda x: x.reshape((n_chunks, chunk) + x.shape[1:])
+    factor = _sqrt_factor(R)
+    A = mmse_matrices(R, pilot, p, tau_p)
+    z_full = jnp.sum(p.astype(C.dtype)[None, :, None, None] * C, axis=1) + jnp.eye(N, dtype=C.dtype)
+
+    def stats(xs):
+        kh, kn, w = xs
+        H = _sample_channels(kh, factor)
+        Y = _pilot_signal(kn, H, pilot, p, tau_p)
+        Hh = jnp.einsum("lkab,jlkb->jlka", A, Y[:, :, pilot, :])
+        return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms)
+
+    def body(acc, xs):
+        return jax.tree.map(jnp.add, acc, stats(xs)), None
+
+    xs = (shape(keys_h), shape(keys_n), shape(weights))
+    spec = jax.eval_shape(stats, jax.tree.map(lambda a: a[0], xs))
+    acc0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+    acc, _ = jax.lax.scan(body, acc0, xs)
+    return jax.tree.map(lambda a: a / n, acc)
+
+
+def _finalize(stats, D, p, rho, uplink, downlink):
+    """Turn Monte-Carlo means into SINRs; also the normalisations/LSFD weights for pass 2."""
+    ul, dl, norms = {}, {}, {}
+    for name in _central_needed(uplink, downlink):
+        pre = f"c_{name}_"
+        if uplink:
+            ul[name] = stats[pre + "ul"]
+        if downlink and name in _DL_CENTRAL:
+            rho_k = jnp.sum(rho, axis=0)
+            sinr, c = _downlink_central_sinr(
+                stats[pre + "q1"], stats[pre + "q2"], stats[pre + "nv"], rho_k
+            )
+            dl[name] = _log2_1p(sinr)
+            norms[pre + "c"] = c.astype(stats[pre + "q1"].dtype)
+    for name in DISTRIBUTED:
+        pre = f"d_{name}_"
+        m = stats[pre + "g1"]
+        s = jnp.maximum(stats[pre + "g2"] - _abs2(m), 0.0)
+        F = stats[pre + "nv"]
+        key = "mr_dist" if name == "mr" else name
+        if uplink:
+            for tag, lsfd in (("a1", False), ("lsfd", True)):
+                sinr, a = _uplink_distributed_sinr(m, s, F, D, p, lsfd)
+                ul[key + ("_lsfd" if lsfd else "")] = _log2_1p(sinr)
+                norms[pre + tag] = a
+        if downlink:
+            sinr, c = _downlink_distributed_sinr(m, s, F, D, rho)
+            dl[name] = _log2_1p(sinr)
+            norms[pre + "c"] = c
+    return ul, dl, norms
+
+
+def _genie_keys(stats2, uplink, downlink):
+    ul, dl = {}, {}
+    for name in CENTRALIZED:
+        pre = f"c_{name}_"
+        if pre + "dl_genie" in stats2:
+            dl[name + "_genie"] = stats2[pre + "dl_genie"]
+    for name in DISTRIBUTED:
+        pre = f"d_{name}_"
+        key = "mr_dist" if name == "mr" else name
+        if uplink:
+            ul[key + "_genie"] = stats2[pre + "a1_genie"]
+            ul[key + "_lsfd_genie"] = stats2[pre + "lsfd_genie"]
+        if downlink:
+            dl[name + "_genie"] = stats2[pre + "dl_genie"]
+    return ul, dl
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("tau_p", "tau_c", "n", "chunk", "uplink", "downlink", "genie"),
+)
+def _se(key, R, pilot, D, p, rho, *, tau_p, tau_c, n, chunk, uplink, downlink, genie):
+    K = R.shape[1]
+    p = powers(p, K, real_dtype(R))
+    D = jnp.asarray(D, bool)
+    _, C = _estimation_statistics(R, pilot, p, tau_p)
+    if rho is not None:
+        rho = jnp.asarray(rho, real_dtype(R)) * D
+    stats = _monte_carlo(key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, None)
+    ul, dl, norms = _finalize(stats, D, p, rho, uplink, downlink)
+    if genie:
+        for name in CENTRALIZED:
+            if uplink and f"c_{name}_ul_genie" in stats:
+                ul[name + "_genie"] = stats[f"c_{name}_ul_genie"]
+        stats2 = _monte_carlo(
+            key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms
+        )
+        ul2, dl2 = _genie_keys(stats2, uplink, downlink)
+        ul.update(ul2)
+        dl.update(dl2)
+    factor = prelog(tau_c, tau_p)
+    scale = lambda d: {k: factor * v for k, v in d.items()}
+    return scale(ul), scale(dl)
+
+
+def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk):
+    if jnp.ndim(R) != 4:
+        raise ValueError(f"R must have shape [L, K, N, N], got {jnp.shape(R)}")
+    L, K, N, _ = R.shape
+    V.sizes(tau_p, tau_c)
+    V.positive_int("n_realizations", n_realizations)
+    V.correlation("R", R)
+    V.pilots("pilot", pilot, K, tau_p)
+    V.serving("D", D, L, K)
+    Dc = V.concrete(D)
+    if Dc is not None and not np.all(np.any(Dc, axis=0)):
+        raise ValueError("D must give every UE at least one serving AP")
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, nonneg=True)
+    if rho is not None:
+        V.shape("rho", rho, (L, K))
+        V.finite("rho", rho, nonneg=True)
+    if chunk is None:
+        return default_chunk(L, K, N, n_realizations)
+    return V.positive_int("chunk", chunk)
+
+
+def uplink_se(
+    key, R, pilot, D, p, tau_p: int, tau_c: int, n_realizations: int, genie=False, *, chunk=None
+):
+    """Uplink SE of every UE for all combining schemes, Monte Carlo (book Thms 5.1 and 5.4).
+
+    Args:
+      key: PRNG key; draws ``k_h, k_n = split(key)``, ``H = sample_channels(k_h, R, n)``,
+        ``Hhat = mmse_estimates(k_n, H, R, pilot, p, tau_p)``.
+      R: ``[L, K, N, N]``; pilot: ``[K]``; D: ``[L, K]`` bool (every UE served); p: ``[K]`` or
+        scalar (mW, over noise-normalised gains).
+      tau_p, tau_c, n_realizations: static ints, ``tau_p < tau_c``.
+      genie: also return ``"<key>_genie"`` (instantaneous-CSI SINR averaged over realizations).
+      chunk: realizations per ``lax.scan`` step (default :func:`default_chunk`); does not change
+        the result.
+
+    Returns ``dict[str, [K]]`` (bit/s/Hz) with keys ``mmse, p_mmse, p_rzf, mr`` (centralized,
+    Thm 5.1: ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,
+    Thm 5.4 with ``a = 1``) and ``l_mmse_lsfd, lp_mmse_lsfd, mr_dist_lsfd`` (optimal LSFD,
+    eq. (5.30)).
+    """
+    chunk = _check_se_inputs(R, pilot, D, p, None, tau_p, tau_c, n_realizations, chunk)
+    ul, _ = _se(
+        key,
+        R,
+        pilot,
+        D,
+        p,
+        None,
+        tau_p=tau_p,
+        tau_c=tau_c,
+        n=n_realizations,
+        chunk=chunk,
+        uplink=True,
+        downlink=False,
+        genie=bool(genie),
+    )
+    return ul
+
+
+def downlink_se(
+    key,
+    R,
+    pilot,
+    D,
+    p,
+    rho,
+    tau_p: int,
+    tau_c: int,
+    n_realizations: int,
+    genie=False,
+    *,
+    chunk=None,
+):
+    """Downlink SE of every UE, hardening bound (book Thm 6.1), Monte Carlo.
+
+    Precoders are the uplink combiners (computed with uplink powers ``p``) normalised to the
+    transmit powers: distributed ``w_lk = sqrt(rho_lk) v_lk / sqrt(E||v_lk||^2)`` (keys
+    ``l_mmse, lp_mmse, mr``), centralized ``w_k = sqrt(rho_k) v_k / sqrt(E||v_k||^2)`` with
+    ``rho_k = sum_l rho[l, k]`` (keys ``mmse, p_mmse, p_rzf``). ``rho[L, K]`` in mW (entries of
+    APs not serving the UE are ignored). Other arguments as in :func:`uplink_se`.
+    Returns ``dict[str, [K]]``; ``genie=True`` adds ``"<key>_genie"``.
+    """
+    chunk = _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk)
+    _, dl = _se(
+        key,
+        R,
+        pilot,
+        D,
+        p,
+        rho,
+        tau_p=tau_p,
+        tau_c=tau_c,
+        n=n_realizations,
+        chunk=chunk,
+        uplink=False,
+        downlink=True,
+        genie=bool(genie),
+    )
+    return dl
+
+
+def all_se(
+    key,
+    R,
+    pilot,
+    D,
+    p,
+    rho,
+    tau_p: int,
+    tau_c: int,
+    n_realizations: int,
+    genie=False,
+    *,
+    chunk=None,
+):
+    """Uplink and downlink SEs from one Monte-Carlo pass: ``{"uplink": {...}, "downlink": {...}}``.
+
+    Same draws (hence same numbers) as :func:`uplink_se` and :func:`downlink_se` with this key.
+    """
+    chunk = _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk)
+    ul, dl = _se(
+        key,
+        R,
+        pilot,
+        D,
+        p,
+        rho,
+        tau_p=tau_p,
+        tau_c=tau_c,
+        n=n_realizations,
+        chunk=chunk,
+        uplink=True,
+        downlink=True,
+        genie=bool(genie),
+    )
+    return {"uplink": ul, "downlink": dl}
+
+
+# --------------------------------------------------------------------------------------------
+# Closed forms
+
+
+def mr_statistics(R, B, pilot, p, tau_p):
+    """Closed-form statistics of distributed MR (book Cor. 5.6 / 6.3).
+
+    ``m[l,k,i] = E[hhat_lk^H h_li] = p_k tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` if
+    ``pilot_i = pilot_k`` else 0; ``s[l,k,i] = tr(B_lk R_li)``; ``F[l,k] = tr(B_lk)``.
+    """
+    K = R.shape[1]
+    p = powers(p, K, real_dtype(R))
+    X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R_lk
+    same = (pilot[:, None] == pilot[None, :]).astype(R.dtype)
+    m = (
+        (p * tau_p).astype(R.dtype)[None, :, None]
+        * jnp.einsum("liab,lkab->lki", R, jnp.conj(X))
+        * same[None]
+    )
+    s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
+    F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
+    return m, s, F
+
+
+def uplink_se_mr_closed_form(R, B, pilot, D, p, tau_p: int, tau_c: int, lsfd: bool = False):
+    """Distributed MR uplink SE in closed form (book Cor. 5.6): ``[K]`` bit/s/Hz.
+
+    SINR of Thm 5.4 with ``E[g_ki]_l = tr(B_lk R_lk^{-1} R_li)`` (same pilot),
+    ``E[g_ki g_ki^H] = diag_l(tr(B_lk R_li)) + E[g_ki] E[g_ki]^H``, ``E||v_lk||^2 = tr(B_lk)``,
+    with ``a = 1`` on ``M_k`` or (``lsfd=True``) the optimal LSFD weights. Differentiable in
+    ``R``, ``B``, ``p``. ``B`` from :func:`cfmimo_jax.estimation.estimation_statistics`.
+    """
+    _check_closed(R, B, pilot, D, p, None, tau_p, tau_c)
+    return _uplink_mr_cf(R, B, pilot, D, p, tau_p, tau_c, bool(lsfd))
+
+
+@functools.partial(jax.jit, static_argnames=("tau_p", "tau_c", "lsfd"))
+def _uplink_mr_cf(R, B, pilot, D, p, tau_p, tau_c, lsfd):
+    K = R.shape[1]
+    p = powers(p, K, real_dtype(R))
+    m, s, F = mr_statistics(R, B, pilot, p, tau_p)
+    sinr, _ = _uplink_distributed_sinr(m, s, F, jnp.asarray(D, bool), p, lsfd)
+    return prelog(tau_c, tau_p) * _log2_1p(sinr)
+
+
+def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p=None):
+    """Distributed MR downlink SE in closed form (book Cor. 6.3; seed 000 Theorem 1): ``[K]``.
+
+    With ``b_lk = tr(B_lk)``: ``signal_k = sum_{l in M_k} sqrt(rho_lk b_lk)``,
+    ``interf_k = sum_l sum_{i in S_l} rho_li tr(B_li R_lk) / b_li``,
+    ``cont_ki = sum_{l in M_i} sqrt(rho_li) tr(B_li R_li^{-1} R_lk) / sqrt(b_li)`` (same pilot),
+    ``SINR_k = signal_k^2 / (interf_k + sum_i |cont_ki|^2 - signal_k^2 + 1)``.
+    ``rho[L, K]`` mW. Differentiable in ``R``, ``B``, ``rho`` (and ``p``).
+
+    ``p`` (uplink pilot powers, ``[K]`` or scalar): when given, ``B_li R_li^{-1}`` is evaluated as
+    ``p_i tau_p R_li Psi_{l,t_i}^{-1}`` (no inverse of ``R``, valid for singular ``R``); without
+    it, ``R_li^{-1} B_li`` is a Cholesky solve, which needs every ``R_li`` non-singular.
+    """
+    _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c)
+    return _downlink_mr_cf(R, B, pilot, D, rho, p, tau_p, tau_c)
+
+
+@functools.partial(jax.jit, static_argnames=("tau_p", "tau_c"))
+def _downlink_mr_cf(R, B, pilot, D, rho, p, tau_p, tau_c):
+    D = jnp.asarray(D, bool)
+    if p is not None:
+        m, s, F = mr_statistics(R, B, pilot, p, tau_p)
+    else:
+        X = chol_solve(R, B)  # R^{-1} B, so (R^{-1} B)^H = B R^{-1}
+        same = (pilot[:, None] == pilot[None, :]).astype(R.dtype)
+        # m[l,k,i] = tr(B_lk R_lk^{-1} R_li) = sum_ab (R^{-1} B)_lk[b,a]^* R_li[b,a]... via trace
+        m = jnp.einsum("lkba,liba->lki", jnp.conj(X), R) * same[None]
+        s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
+        F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
+    sinr, _ = _downlink_distributed_sinr(m, s, F, D, jnp.asarray(rho, F.dtype) * D)
+    return prelog(tau_c, tau_p) * _log2_1p(sinr)
+
+
+def _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c):
+    if jnp.ndim(R) != 4:
+        raise ValueError(f"R must have shape [L, K, N, N], got {jnp.shape(R)}")
+    L, K, N, _ = R.shape
+    V.sizes(tau_p, tau_c)
+    V.correlation("R", R)
+    V.shape("B", B, (L, K, N, N))
+    V.correlation("B", B)
+    V.pilots("pilot", pilot, K, tau_p)
+    V.serving("D", D, L, K)
+    if p is not None:
+        V.shape("p", p, (K,), allow_scalar=True)
+        V.finite("p", p, nonneg=True)
+    if rho is not None:
+        V.shape("rho", rho, (L, K))
+        V.finite("rho", rho, nonneg=True)
