@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _validate as V
-from .linalg import chol_solve, hermitian_part
+from .linalg import chol_solve, cholesky, hermitian_part
 
 
 def _check(R, pilot, p, tau_p):
@@ -75,7 +75,7 @@ def _sqrt_factor(R):
     eps = 10 * jnp.finfo(R.dtype).eps
     scale = jnp.real(jnp.trace(R, axis1=-2, axis2=-1)) / N
     jitter = (eps * scale)[..., None, None] * jnp.eye(N, dtype=R.dtype)
-    return jnp.linalg.cholesky(R + jitter)
+    return cholesky(R + jitter)
 
 
 def _cnormal(key, shape, dtype):

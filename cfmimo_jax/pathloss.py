@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .linalg import cholesky
+
 
 def noise_power_dbm(bandwidth_hz: float = 20e6, noise_figure_db: float = 7.0) -> float:
     """Noise power in dBm: ``-174 + 10 log10(B) + NF`` (book eq. (5.43) setting)."""
@@ -44,6 +46,6 @@ def correlated_shadowing(
     """
     sigma = shadowing_covariance(ue_pos, std_db, decorrelation_m)
     K = ue_pos.shape[0]
-    chol = jnp.linalg.cholesky(sigma + 1e-6 * std_db**2 * jnp.eye(K, dtype=sigma.dtype))
+    chol = cholesky(sigma + 1e-6 * std_db**2 * jnp.eye(K, dtype=sigma.dtype))
     z = jax.random.normal(key, (n_aps, K), dtype=sigma.dtype)
     return z @ chol.T

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
 from . import _validate as V
 from .estimation import powers, real_dtype
-from .linalg import chol_solve
+from .linalg import chol_solve, inv_chol
 
 CENTRALIZED = ("mmse", "p_mmse", "p_rzf", "mr")
 DISTRIBUTED = ("l_mmse", "lp_mmse", "mr")
@@ -46,13 +45,6 @@ def masked_sum(D, X):
         im = jnp.einsum("lk,nl...->nk...", Dr, X.imag)
         return jax.lax.complex(re, im)
     return jnp.einsum("lk,nl...->nk...", Dr, X)
-
-
-def _inv_chol(Z):
-    """``W`` with ``W^H W = Z^{-1}`` (``W = chol(Z)^{-1}``) for HPD ``Z[..., N, N]``."""
-    c = jnp.linalg.cholesky(Z)
-    eye = jnp.broadcast_to(jnp.eye(Z.shape[-1], dtype=Z.dtype), Z.shape)
-    return solve_triangular(c, eye, lower=True)
 
 
 def error_noise_matrices(C, D, p):
@@ -123,10 +115,10 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED):
     z_full, _, z_partial = error_noise_matrices(C, D, p)
     out = {}
     if "mmse" in schemes:
-        out["mmse"] = centralized_scaled(Hs, D, _inv_chol(z_full))
+        out["mmse"] = centralized_scaled(Hs, D, inv_chol(z_full))
     if "p_mmse" in schemes:
         out["p_mmse"] = centralized_scaled(
-            Hs, D, _inv_chol(z_partial), per_ue_w=True, mask=partial_mask(D)
+            Hs, D, inv_chol(z_partial), per_ue_w=True, mask=partial_mask(D)
         )
     if "p_rzf" in schemes:
         out["p_rzf"] = centralized_scaled(Hs, D, None, mask=partial_mask(D))
