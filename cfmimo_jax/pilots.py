@@ -25,7 +25,7 @@ def assign_pilots(gain_db, tau_p: int):
     if jnp.ndim(gain_db) != 2:
         raise ValueError(f"gain_db must have shape [L, K], got {jnp.shape(gain_db)}")
     V.finite("gain_db", gain_db)
-    return _assign_pilots(gain_db, tau_p)
+    return _assign_pilots(jnp.asarray(gain_db), tau_p)
 
 
 def _assign_pilots(gain_db, tau_p):
@@ -56,7 +56,7 @@ def dcc(gain_db, pilot, tau_p: int):
         raise ValueError(f"gain_db must have shape [L, K], got {jnp.shape(gain_db)}")
     V.finite("gain_db", gain_db)
     V.pilots("pilot", pilot, gain_db.shape[1], tau_p)
-    return _dcc(gain_db, pilot, tau_p)
+    return _dcc(jnp.asarray(gain_db), jnp.asarray(pilot), tau_p)
 
 
 def _dcc(gain_db, pilot, tau_p):

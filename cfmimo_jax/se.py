@@ -459,18 +459,17 @@ def all_se(
 def mr_statistics(R, B, pilot, p, tau_p):
     """Closed-form statistics of distributed MR (book Cor. 5.6 / 6.3).
 
-    ``m[l,k,i] = E[hhat_lk^H h_li] = p_k tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` if
-    ``pilot_i = pilot_k`` else 0; ``s[l,k,i] = tr(B_lk R_li)``; ``F[l,k] = tr(B_lk)``.
+    ``m[l,k,i] = E[hhat_lk^H h_li] = sqrt(p_k p_i) tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` if
+    ``pilot_i = pilot_k`` else 0 (with equal powers this is the book's
+    ``tr(B_lk R_lk^{-1} R_li)``); ``s[l,k,i] = tr(B_lk R_li)``; ``F[l,k] = tr(B_lk)``.
     """
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R_lk
     same = (pilot[:, None] == pilot[None, :]).astype(R.dtype)
-    m = (
-        (p * tau_p).astype(R.dtype)[None, :, None]
-        * jnp.einsum("liab,lkab->lki", R, jnp.conj(X))
-        * same[None]
-    )
+    sp = jnp.sqrt(p).astype(R.dtype)
+    scale = tau_p * sp[:, None] * sp[None, :] * same  # [K, K]
+    m = scale[None] * jnp.einsum("liab,lkab->lki", R, jnp.conj(X))
     s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
     F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
     return m, s, F
@@ -479,7 +478,8 @@ def mr_statistics(R, B, pilot, p, tau_p):
 def uplink_se_mr_closed_form(R, B, pilot, D, p, tau_p: int, tau_c: int, lsfd: bool = False):
     """Distributed MR uplink SE in closed form (book Cor. 5.6): ``[K]`` bit/s/Hz.
 
-    SINR of Thm 5.4 with ``E[g_ki]_l = tr(B_lk R_lk^{-1} R_li)`` (same pilot),
+    SINR of Thm 5.4 with ``E[g_ki]_l = sqrt(p_k p_i) tau_p tr(R_lk Psi^{-1} R_li)`` (same pilot;
+    ``= tr(B_lk R_lk^{-1} R_li)`` for equal powers),
     ``E[g_ki g_ki^H] = diag_l(tr(B_lk R_li)) + E[g_ki] E[g_ki]^H``, ``E||v_lk||^2 = tr(B_lk)``,
     with ``a = 1`` on ``M_k`` or (``lsfd=True``) the optimal LSFD weights. Differentiable in
     ``R``, ``B``, ``p``. ``B`` from :func:`cfmimo_jax.estimation.estimation_statistics`.
@@ -506,9 +506,12 @@ def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p
     ``SINR_k = signal_k^2 / (interf_k + sum_i |cont_ki|^2 - signal_k^2 + 1)``.
     ``rho[L, K]`` mW. Differentiable in ``R``, ``B``, ``rho`` (and ``p``).
 
-    ``p`` (uplink pilot powers, ``[K]`` or scalar): when given, ``B_li R_li^{-1}`` is evaluated as
-    ``p_i tau_p R_li Psi_{l,t_i}^{-1}`` (no inverse of ``R``, valid for singular ``R``); without
-    it, ``R_li^{-1} B_li`` is a Cholesky solve, which needs every ``R_li`` non-singular.
+    ``p`` (uplink pilot powers, ``[K]`` or scalar): the exact pilot-contamination term for
+    unequal powers is ``sqrt(p_i p_k) tau_p tr(R_li Psi_{l,t_i}^{-1} R_lk)``, which reduces to the
+    book's ``tr(B_li R_li^{-1} R_lk)`` when all powers are equal. Pass ``p`` (recommended): no
+    inverse of ``R`` is formed and unequal powers are exact. Without it, the book's form is
+    used with ``R_li^{-1} B_li`` from a Cholesky solve (needs non-singular ``R``; exact only for
+    equal uplink powers).
     """
     _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c)
     return _downlink_mr_cf(R, B, pilot, D, rho, p, tau_p, tau_c)

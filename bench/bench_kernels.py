@@ -1,0 +1,629 @@
+#!/usr/bin/env python
+"""Benchmark: all uplink and downlink SEs of one setup, JAX vs a vectorised NumPy reference.
+
+Usage (from the repository root)::
+
+    python bench/bench_kernels.py [--quick] [--out bench/RESULTS.md]
+
+What is timed: ``cfmimo_jax.se.all_se`` (jitted, float32 by default) against
+``bench.numpy_ref.all_se`` (complex128 and complex64) for one setup of the book's canonical
+scenario (L=100 APs, N=4, K=40 UEs, tau_p=10, tau_c=200, ASD 15 deg, p=100 mW, fractional
+downlink power with 200 mW per AP), 1000 Monte-Carlo realizations, on the same setup and in the
+same process; then the scaling in L, K and N with 200 realizations.
+
+BLAS environment: some machines export ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (pinning
+OpenBLAS to an older kernel set). For a fair reference the script re-executes itself once with
+those two variables removed (equivalent to
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_kernels.py``); pass
+``--keep-blas-env`` to keep them. NumPy (OpenBLAS) and XLA use all cores of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_REEXEC_MARK = "CFMIMO_BENCH_REMOVED_ENV"
+
+
+def _reexec_without_blas_overrides():
+    """Re-exec once without the OpenBLAS overrides (they are read when numpy is loaded)."""
+    if "--keep-blas-env" in sys.argv or _REEXEC_MARK in os.environ:
+        return
+    removed = [v for v in _BLAS_OVERRIDES if v in os.environ]
+    env = {k: v for k, v in os.environ.items() if k not in _BLAS_OVERRIDES}
+    env[_REEXEC_MARK] = ",".join(f"{v}={os.environ[v]}" for v in removed) or "-"
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
+if __name__ == "__main__":
+    _reexec_without_blas_overrides()
+    # every core for NumPy's OpenBLAS (its default too; made explicit). OMP_NUM_THREADS is
+    # deliberately left alone: with OMP_NUM_THREADS >= 2 the jitted all_se was seen to hang.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import glob  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from bench import numpy_ref  # noqa: E402
+
+ASD = 15 * np.pi / 180
+P_UL = 100.0
+RHO_MAX = 200.0
+UL_KEYS = numpy_ref.UPLINK_KEYS
+DL_KEYS = numpy_ref.DOWNLINK_KEYS
+STATIC_CANDIDATES = ("tau_p", "tau_c", "n_realizations", "n", "genie", "chunk", "chunk_size")
+
+
+# --------------------------------------------------------------------------------------------
+# machine description
+
+
+def _cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _openblas_info():
+    """Core type, thread count and config of the OpenBLAS numpy loaded (as threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        return "; ".join(
+            f"{d.get('internal_api')} {d.get('version')} ({d.get('architecture')}, "
+            f"{d.get('num_threads')} threads)"
+            for d in threadpool_info()
+            if d.get("user_api") == "blas"
+        )
+    except ImportError:
+        pass
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pre, suf in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
+            try:
+                cfg = getattr(lib, f"{pre}get_config{suf}")
+                core = getattr(lib, f"{pre}get_corename{suf}")
+                nth = getattr(lib, f"{pre}get_num_threads{suf}")
+            except AttributeError:
+                continue
+            cfg.restype = core.restype = ctypes.c_char_p
+            return f"{cfg().decode().strip()}; core type in use: {core().decode()}; {nth()} threads"
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _load():
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine_info():
+    removed = os.environ.get(_REEXEC_MARK, "")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "jax_devices": ", ".join(str(d) for d in jax.devices()),
+        "blas": _openblas_info(),
+        "load_start": _load(),
+        "blas_env_removed": "" if removed in ("", "-") else removed,
+        "kept_blas_env": ", ".join(
+            f"{v}={os.environ[v]}" for v in _BLAS_OVERRIDES if v in os.environ
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# setup and calls
+
+
+def make_setup(seed, L, K, N, tau_p):
+    """Canonical setup from ``cfmimo_jax.setup.generate_setup`` plus fractional downlink powers."""
+    from cfmimo_jax.power import fractional_downlink
+    from cfmimo_jax.setup import generate_setup
+
+    s = generate_setup(jax.random.PRNGKey(seed), L, K, N, tau_p, ASD, ASD)
+    gain = 10.0 ** (s.gain_db / 10.0)
+    rho = fractional_downlink(gain, s.D, RHO_MAX)
+    return {
+        "R": s.R,
+        "pilot": s.pilot,
+        "D": s.D,
+        "rho": rho,
+        "p": jnp.full((K,), P_UL, dtype=s.gain_db.dtype),
+        "tau_p": tau_p,
+    }
+
+
+def to_numpy(setup):
+    return {k: (np.asarray(v) if hasattr(v, "shape") else v) for k, v in setup.items()}
+
+
+def jax_all_se():
+    from cfmimo_jax import se
+
+    return se.all_se
+
+
+def _bind(fn, values):
+    """Split the arguments of ``fn`` into positional dynamic ones and static keyword ones."""
+    dyn, static = [], {}
+    for name, par in inspect.signature(fn).parameters.items():
+        if name in values:
+            if name in STATIC_CANDIDATES:
+                static[name] = values[name]
+            else:
+                dyn.append(values[name])
+        elif par.default is inspect.Parameter.empty:
+            raise TypeError(f"cfmimo_jax.se.all_se: unknown required parameter {name!r}")
+        elif name in STATIC_CANDIDATES:
+            static[name] = par.default
+    return dyn, static
+
+
+def _values(key, setup, n, tau_c):
+    return {
+        "key": key,
+        "R": setup["R"],
+        "pilot": setup["pilot"],
+        "D": setup["D"],
+        "p": setup["p"],
+        "rho": setup["rho"],
+        "tau_p": setup["tau_p"],
+        "tau_c": tau_c,
+        "n_realizations": n,
+        "n": n,
+        "genie": False,
+    }
+
+
+def _split_out(out):
+    if "uplink" in out:
+        return out["uplink"], out["downlink"]
+    up = {k[3:]: v for k, v in out.items() if k.startswith("ul_")}
+    dl = {k[3:]: v for k, v in out.items() if k.startswith("dl_")}
+    return up, dl
+
+
+def time_jax(setup, n, tau_c, repeats, seed=0):
+    """AOT compile time and steady-state times of the jitted ``all_se``."""
+    fn = jax_all_se()
+    key = jax.random.PRNGKey(seed)
+    dyn, static = _bind(fn, _values(key, setup, n, tau_c))
+    jitted = jax.jit(fn, static_argnames=tuple(static))
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*dyn, **static).compile()
+    t_compile = time.perf_counter() - t0
+    out = jax.block_until_ready(compiled(*dyn))  # first execution (not counted)
+    times = []
+    for r in range(repeats):
+        dyn[0] = jax.random.fold_in(key, r + 1)
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*dyn))
+        times.append(time.perf_counter() - t0)
+    up, dl = _split_out(out)
+    return {
+        "compile_s": t_compile,
+        "times": times,
+        "median_s": statistics.median(times),
+        "uplink": {k: np.asarray(v, dtype=np.float64) for k, v in up.items()},
+        "downlink": {k: np.asarray(v, dtype=np.float64) for k, v in dl.items()},
+    }
+
+
+def _numpy_call(setup, n, tau_c, dtype, seed):
+    s = setup
+    return numpy_ref.all_se(
+        np.random.default_rng(seed),
+        s["R"],
+        s["pilot"],
+        s["D"],
+        s["p"],
+        s["rho"],
+        s["tau_p"],
+        tau_c,
+        n,
+        dtype=dtype,
+    )
+
+
+def time_numpy(setup, n, tau_c, dtype, max_repeats=3, fast_s=20.0, seed=0):
+    """One run; if it is fast (< ``fast_s``), ``max_repeats`` runs and the median."""
+    times = []
+    out = None
+    for r in range(max_repeats):
+        t0 = time.perf_counter()
+        res = _numpy_call(setup, n, tau_c, dtype, seed + r)
+        times.append(time.perf_counter() - t0)
+        out = out or res
+        if times[0] > fast_s:
+            break
+    return {"times": times, "median_s": statistics.median(times), **out}
+
+
+def estimate_numpy(setup, n, tau_c, dtype, n_probe):
+    """Time ``n_probe`` realizations and extrapolate linearly to ``n``."""
+    t0 = time.perf_counter()
+    _numpy_call(setup, n_probe, tau_c, dtype, 0)
+    return (time.perf_counter() - t0) * n / n_probe
+
+
+# --------------------------------------------------------------------------------------------
+# identical-realization check in float64 (runs in a subprocess: it needs jax_enable_x64)
+
+
+def x64_check_worker(configs, n):
+    jax.config.update("jax_enable_x64", True)
+    from cfmimo_jax import estimation
+
+    results = []
+    for L, K, N, tau_p in configs:
+        setup = make_setup(7, L, K, N, tau_p)
+        s = to_numpy(setup)
+        tau_c = 200
+        key = jax.random.PRNGKey(11)
+        k_h, k_n = jax.random.split(key)
+        H = estimation.sample_channels(k_h, setup["R"], n)
+        Hhat = estimation.mmse_estimates(k_n, H, setup["R"], setup["pilot"], setup["p"], tau_p)
+        Bj, Cj = estimation.estimation_statistics(setup["R"], setup["pilot"], setup["p"], tau_p)
+        fn = jax_all_se()
+        dyn, static = _bind(fn, _values(key, setup, n, tau_c))
+        up_j, dl_j = _split_out(jax.jit(fn, static_argnames=tuple(static))(*dyn, **static))
+        B, C = numpy_ref.estimation_statistics(s["R"], s["pilot"], s["p"], tau_p)
+        ref = numpy_ref.all_se_from_realizations(
+            np.asarray(H),
+            np.asarray(Hhat),
+            s["R"],
+            B,
+            C,
+            s["pilot"],
+            s["D"],
+            s["p"],
+            s["rho"],
+            tau_p,
+            tau_c,
+        )
+        rel = {}
+        for d, dj in (("uplink", up_j), ("downlink", dl_j)):
+            for k in ref[d]:
+                a = np.asarray(dj[k], dtype=np.float64)
+                b = ref[d][k]
+                rel[f"{d}/{k}"] = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+        scale = np.max(np.abs(B))
+        rel["B"] = float(np.max(np.abs(np.asarray(Bj) - B)) / scale)
+        rel["C"] = float(np.max(np.abs(np.asarray(Cj) - C)) / np.max(np.abs(C)))
+        results.append({"L": L, "K": K, "N": N, "tau_p": tau_p, "n": n, "max_rel_diff": rel})
+    print("X64RESULT " + json.dumps(results))
+
+
+def run_x64_check(configs, n):
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--x64-check-worker",
+        json.dumps({"configs": configs, "n": n}),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("X64RESULT "):
+            return json.loads(line[len("X64RESULT ") :])
+    raise RuntimeError(f"x64 check failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
+    lines = []
+    w = lines.append
+    w("# Kernel benchmark: all SEs of one setup, JAX vs vectorised NumPy")
+    w("")
+    w(f"Generated by `python bench/bench_kernels.py{' --quick' if cfg['quick'] else ''}` ")
+    w(f"(total wall time {wall:.0f} s).")
+    w("")
+    w("## What is measured")
+    w("")
+    w(
+        f"One call computes **all uplink and downlink SEs of one setup with {cfg['n']} "
+        "Monte-Carlo realizations**: channel sampling, MMSE estimation, the centralized "
+        "combiners MMSE / P-MMSE / P-RZF / MR, the distributed L-MMSE / LP-MMSE / MR with "
+        "a = 1 and optimal LSFD, and the downlink hardening bound for the six precoders "
+        "(definitions: `docs/kernels.md`)."
+    )
+    w("")
+    w(
+        f"- Setting: L={cfg['L']}, N={cfg['N']}, K={cfg['K']}, tau_p={cfg['tau_p']}, "
+        "tau_c=200, ASD 15 deg (azimuth and elevation), p=100 mW, fractional downlink power "
+        "(`cfmimo_jax.power.fractional_downlink`, 200 mW per AP); setup from "
+        "`cfmimo_jax.setup.generate_setup` (seed 0), converted to NumPy for the reference."
+    )
+    w(
+        "- JAX: `jax.jit(cfmimo_jax.se.all_se)` in float32/complex64 (the default); compile "
+        "time is the ahead-of-time `lower().compile()`; steady state is the median of "
+        f"{cfg['jax_repeats']} calls with fresh keys after one warm-up call, with "
+        "`block_until_ready`."
+    )
+    w(
+        "- NumPy reference: `bench/numpy_ref.py` `all_se` (vectorised over realizations with "
+        "batched `matmul` / `np.linalg.solve`; a Python loop over UEs for the centralized "
+        "combiners, each UE's system built directly over its |M_k| N serving antennas as in "
+        "the book's code; batched per-AP N x N solves for the distributed ones), in "
+        "complex128 and complex64, median of up to 3 runs (1 run when a run takes > 20 s)."
+    )
+    w(
+        "- The NumPy time includes channel sampling and estimation, as the JAX time does; "
+        "both run in the same process on the same setup."
+    )
+    w("")
+    w("## Machine")
+    w("")
+    w(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
+    w(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']}")
+    w(f"- JAX devices: {info['jax_devices']}")
+    w(f"- NumPy BLAS: {info['blas']}")
+    w(
+        f"- Load average (1, 5, 15 min) at start {info['load_start']}, at end {_load()}; "
+        "other jobs on a shared machine inflate every time here (both implementations alike)."
+    )
+    if info["blas_env_removed"]:
+        w(
+            f"- This machine exports `{info['blas_env_removed']}`; the benchmark re-executed "
+            "itself without `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` (equivalent to "
+            "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_kernels.py`), "
+            "so OpenBLAS picks the kernels for the actual CPU."
+        )
+    elif info["kept_blas_env"]:
+        w(f"- OpenBLAS overrides kept (`--keep-blas-env`): `{info['kept_blas_env']}`.")
+    w("")
+    w(f"## Result ({cfg['n']} realizations)")
+    w("")
+    w("| implementation | precision | time (s) | NumPy / JAX | runs (s) |")
+    w("|---|---|---|---|---|")
+    jt = canon["jax"]["median_s"]
+    w(
+        f"| JAX `all_se` (jit) | float32 | {_fmt(jt)} | 1 | "
+        f"{', '.join(_fmt(t) for t in canon['jax']['times'])} |"
+    )
+    for name, prec in (("np128", "complex128"), ("np64", "complex64")):
+        r = canon[name]
+        w(
+            f"| NumPy reference | {prec} | {_fmt(r['median_s'])} | "
+            f"**{_fmt(r['median_s'] / jt)}** | {', '.join(_fmt(t) for t in r['times'])} |"
+        )
+    w("")
+    w(f"JAX compile time (AOT lower + compile): {_fmt(canon['jax']['compile_s'])} s.")
+    w(
+        f"Mean number of serving APs per UE |M_k| = {canon['mean_Mk']:.1f} "
+        f"(centralized system dimension {canon['mean_Mk'] * cfg['N']:.0f} vs L N = "
+        f"{cfg['L'] * cfg['N']})."
+    )
+    w("")
+    w("### Agreement (different random numbers, so within Monte-Carlo error)")
+    w("")
+    w(
+        "Median over UEs of the per-UE SE (bit/s/Hz), JAX float32 vs NumPy complex128, "
+        f"each with its own {cfg['n']} realizations; flagged when the relative difference "
+        "exceeds 3 %."
+    )
+    w("")
+    w("| link | scheme | JAX | NumPy | rel. diff |")
+    w("|---|---|---|---|---|")
+    for row in agree:
+        flag = " (!)" if abs(row["rel"]) > 0.03 else ""
+        w(
+            f"| {row['link']} | {row['scheme']} | {row['jax']:.4f} | {row['numpy']:.4f} | "
+            f"{100 * row['rel']:+.2f} %{flag} |"
+        )
+    w("")
+    if x64:
+        w("### Identical realizations, float64")
+        w("")
+        w(
+            "`cfmimo_jax.se.all_se` with `jax_enable_x64` vs `numpy_ref.all_se_from_realizations` "
+            "fed the same `H`, `Hhat` (`cfmimo_jax.estimation.sample_channels` / "
+            "`mmse_estimates` with `k_h, k_n = jax.random.split(key)`): largest relative "
+            "difference per key over the UEs (B, C: relative to their largest entry)."
+        )
+        w("")
+        keys = list(x64[0]["max_rel_diff"])
+        heads = [f"L={c['L']} K={c['K']} N={c['N']} n={c['n']}" for c in x64]
+        w("| quantity | " + " | ".join(heads) + " |")
+        w("|---|" + "---|" * len(x64))
+        for k in keys:
+            w(f"| {k} | " + " | ".join(f"{c['max_rel_diff'][k]:.1e}" for c in x64) + " |")
+        w("")
+    w(f"## Scaling ({cfg['n_scaling']} realizations)")
+    w("")
+    w(
+        "JAX: float32, compile and steady-state median of "
+        f"{cfg['jax_repeats']} calls. NumPy: complex128, one run when the extrapolation from "
+        f"{cfg['n_probe']} realizations predicts <= {cfg['np_limit']:.0f} s, otherwise that "
+        "extrapolation (marked *est.*)."
+    )
+    w("")
+    w(
+        "| L | K | N | tau_p | mean \\|M_k\\| | JAX compile (s) | JAX (s) | NumPy c128 (s) "
+        "| NumPy / JAX |"
+    )
+    w("|---|---|---|---|---|---|---|---|---|")
+    for r in scaling:
+        npt = r["np_s"]
+        nps = _fmt(npt) + (" *est.*" if r["np_est"] else "")
+        w(
+            f"| {r['L']} | {r['K']} | {r['N']} | {r['tau_p']} | {r['mean_Mk']:.1f} | "
+            f"{_fmt(r['compile_s'])} | {_fmt(r['jax_s'])} | {nps} | {_fmt(npt / r['jax_s'])} |"
+        )
+    w("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test, < 1 min)")
+    ap.add_argument("--out", default=None, help="markdown report (default: bench/RESULTS.md)")
+    ap.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE etc.")
+    ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument("--no-x64-check", action="store_true")
+    ap.add_argument("--x64-check-worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.x64_check_worker is not None:
+        spec = json.loads(args.x64_check_worker)
+        x64_check_worker([tuple(c) for c in spec["configs"]], spec["n"])
+        return
+
+    if args.quick:
+        cfg = dict(L=16, K=8, N=2, tau_p=4, n=100, n_scaling=50, jax_repeats=3, n_probe=10)
+        grid = [(8, 8, 2, 4), (16, 8, 2, 4), (16, 4, 2, 4), (16, 8, 1, 4)]
+        x64_cfgs, x64_n = [(12, 6, 2, 3)], 50
+        out = args.out or os.path.join(tempfile.gettempdir(), "cfmimo_bench_quick.md")
+    else:
+        cfg = dict(L=100, K=40, N=4, tau_p=10, n=1000, n_scaling=200, jax_repeats=5, n_probe=20)
+        grid = []
+        for L in (25, 50, 100, 200):
+            grid.append((L, 40, 4, 10))
+        for K in (10, 20, 40, 80):
+            grid.append((100, K, 4, min(10, K)))
+        for N in (1, 2, 4, 8):
+            grid.append((100, 40, N, 10))
+        x64_cfgs, x64_n = [(24, 8, 2, 4), (100, 40, 4, 10)], 100
+        out = args.out or os.path.join(os.path.dirname(__file__), "RESULTS.md")
+    cfg["quick"] = args.quick
+    cfg["np_limit"] = 60.0
+    tau_c = 200
+    t_start = time.perf_counter()
+
+    info = machine_info()
+    print(json.dumps(info, indent=1), flush=True)
+
+    # ---- canonical setting ----
+    setup = make_setup(0, cfg["L"], cfg["K"], cfg["N"], cfg["tau_p"])
+    s_np = to_numpy(setup)
+    canon = {"mean_Mk": float(s_np["D"].sum(axis=0).mean())}
+    print(f"setup: L={cfg['L']} K={cfg['K']} N={cfg['N']} mean|M_k|={canon['mean_Mk']:.1f}")
+    canon["jax"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"])
+    print(
+        f"JAX: compile {canon['jax']['compile_s']:.2f} s, steady {canon['jax']['median_s']:.3f} s "
+        f"{[round(t, 3) for t in canon['jax']['times']]}",
+        flush=True,
+    )
+    for name, dt in (("np128", np.complex128), ("np64", np.complex64)):
+        canon[name] = time_numpy(s_np, cfg["n"], tau_c, dt)
+        r = canon[name]
+        print(
+            f"NumPy {np.dtype(dt).name}: {r['median_s']:.2f} s {[round(t, 2) for t in r['times']]}"
+            f" ratio {r['median_s'] / canon['jax']['median_s']:.1f}",
+            flush=True,
+        )
+
+    agree = []
+    for link, keys in (("uplink", UL_KEYS), ("downlink", DL_KEYS)):
+        for k in keys:
+            a = float(np.median(canon["jax"][link][k]))
+            b = float(np.median(canon["np128"][link][k]))
+            agree.append({"link": link, "scheme": k, "jax": a, "numpy": b, "rel": a / b - 1})
+            flag = "  <-- > 3 %" if abs(a / b - 1) > 0.03 else ""
+            rel = 100 * (a / b - 1)
+            print(f"  {link:8s} {k:13s} JAX {a:.4f}  NumPy {b:.4f}  {rel:+.2f} %{flag}")
+
+    # ---- float64, identical realizations ----
+    x64 = None
+    if not args.no_x64_check:
+        x64 = run_x64_check(x64_cfgs, x64_n)
+        for c in x64:
+            worst = max(c["max_rel_diff"].items(), key=lambda kv: kv[1])
+            print(f"x64 check L={c['L']} K={c['K']} N={c['N']}: worst {worst}", flush=True)
+            print("  ", {k: f"{v:.1e}" for k, v in c["max_rel_diff"].items()})
+
+    # ---- scaling ----
+    scaling = []
+    cache = {}
+    if not args.no_scaling:
+        for L, K, N, tau_p in grid:
+            if (L, K, N, tau_p) in cache:
+                scaling.append(cache[(L, K, N, tau_p)])
+                continue
+            st = make_setup(0, L, K, N, tau_p)
+            snp = to_numpy(st)
+            tj = time_jax(st, cfg["n_scaling"], tau_c, min(3, cfg["jax_repeats"]))
+            est = estimate_numpy(snp, cfg["n_scaling"], tau_c, np.complex128, cfg["n_probe"])
+            if est <= cfg["np_limit"]:
+                tn = time_numpy(snp, cfg["n_scaling"], tau_c, np.complex128, max_repeats=1)
+                np_s, np_est = tn["median_s"], False
+            else:
+                np_s, np_est = est, True
+            row = {
+                "L": L,
+                "K": K,
+                "N": N,
+                "tau_p": tau_p,
+                "mean_Mk": float(snp["D"].sum(axis=0).mean()),
+                "compile_s": tj["compile_s"],
+                "jax_s": tj["median_s"],
+                "np_s": np_s,
+                "np_est": np_est,
+            }
+            cache[(L, K, N, tau_p)] = row
+            scaling.append(row)
+            print(
+                f"scaling L={L} K={K} N={N} tau_p={tau_p}: JAX compile {row['compile_s']:.1f} s, "
+                f"run {row['jax_s']:.3f} s; NumPy {np_s:.2f} s{' (est.)' if np_est else ''}; "
+                f"ratio {np_s / row['jax_s']:.1f}",
+                flush=True,
+            )
+
+    wall = time.perf_counter() - t_start
+    write_report(out, info, cfg, canon, agree, scaling, x64, wall)
+    print(f"wrote {out} ({wall:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Entry point of the ``cfmimo`` command line.
+
+Subcommands:
+  evaluate   uplink/downlink SE of every scheme over random network setups (works now)
+  train      multi-agent RL training (not implemented yet)
+  reproduce  reproduce a paper's figures (not implemented yet)
+  bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+PROG = "cfmimo"
+NOT_IMPLEMENTED = "{prog} {command}: not implemented yet (see issues)"
+
+
+def _not_implemented(command: str) -> int:
+    print(NOT_IMPLEMENTED.format(prog=PROG, command=command), file=sys.stderr)
+    return 2
+
+
+def _find_bench_script() -> Path | None:
+    """``bench/bench_kernels.py`` of the source checkout (or of the working directory)."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        script = root / "bench" / "bench_kernels.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def _bench(args: list[str]) -> int:
+    script = _find_bench_script()
+    if script is None:
+        return _not_implemented("bench")
+    return subprocess.call([sys.executable, str(script), *args], cwd=script.parents[1])
+
+
+def _split_evaluate_args(items: list[str]) -> tuple[str | None, list[str]]:
+    """Separate the optional configuration file from ``key=value`` overrides."""
+    config_path: str | None = None
+    overrides: list[str] = []
+    for item in items:
+        if "=" in item and not Path(item).is_file():
+            overrides.append(item)
+        elif config_path is None:
+            config_path = item
+        else:
+            raise ConfigError(
+                f"more than one configuration file given ({config_path!r} and {item!r}); "
+                "overrides must be of the form key=value"
+            )
+    return config_path, overrides
+
+
+def _evaluate(ns: argparse.Namespace) -> int:
+    config_path, overrides = _split_evaluate_args(ns.items)
+    config = load_config(config_path, overrides, command="evaluate")
+    if ns.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    from .evaluate import evaluate
+
+    evaluate(config, ns.out, progress=not ns.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="cfmimo-jax: JAX cell-free massive MIMO simulator and Flax multi-agent RL.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="uplink/downlink SE of every combining/precoding scheme (book, sections 5-6)",
+        description=(
+            "Evaluate the per-UE uplink and downlink spectral efficiency of every "
+            "combining/precoding scheme over random network setups. With no CONFIG the "
+            "embedded default (the book's canonical setting) is used; key=value overrides "
+            "(dotted keys for nesting, e.g. network.K=20) are applied on top."
+        ),
+    )
+    ev.add_argument(
+        "items",
+        nargs="*",
+        metavar="[CONFIG] [key=value ...]",
+        help="optional YAML configuration file, then overrides",
+    )
+    ev.add_argument(
+        "--out",
+        default="results/evaluate",
+        metavar="DIR",
+        help="output folder for per_ue_se.csv, summary.json, se_cdf.png "
+        "(default: results/evaluate)",
+    )
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration and exit without computing",
+    )
+    ev.set_defaults(func=_evaluate)
+
+    for name, text in (
+        ("train", "train multi-agent RL policies (not implemented yet)"),
+        ("reproduce", "reproduce a paper's figures (not implemented yet)"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=lambda ns, name=name: _not_implemented(name))
+
+    b = sub.add_parser(
+        "bench",
+        help="kernel benchmarks (runs bench/bench_kernels.py with the given arguments)",
+        add_help=False,
+    )
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=lambda ns: _bench(ns.args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cfmimo`` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # pass everything, --help included, to the script
+        return _bench(argv[1:])
+    if argv and argv[0] in ("train", "reproduce"):
+        return _not_implemented(argv[0])
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return ns.func(ns)
+    except ConfigError as err:
+        print(f"{PROG} {ns.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {ns.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Figures of the command line (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_se_cdf", "scheme_label", "sort_schemes"]
+
+# Uplink keys of cfmimo_jax.se.uplink_se; "mr" is centralized MR, "mr_dist" distributed MR.
+_UPLINK = {
+    "mmse": ("MMSE", "C0"),
+    "p_mmse": ("P-MMSE", "C1"),
+    "p_rzf": ("P-RZF", "C2"),
+    "mr": ("MR (centralized)", "C3"),
+    "l_mmse": ("L-MMSE", "C4"),
+    "lp_mmse": ("LP-MMSE", "C5"),
+    "mr_dist": ("MR (distributed)", "C6"),
+}
+# Downlink keys of cfmimo_jax.se.downlink_se; "mr" is distributed MR there.
+_DOWNLINK = {
+    "mmse": ("MMSE", "C0"),
+    "p_mmse": ("P-MMSE", "C1"),
+    "p_rzf": ("P-RZF", "C2"),
+    "l_mmse": ("L-MMSE", "C4"),
+    "lp_mmse": ("LP-MMSE", "C5"),
+    "mr": ("MR (distributed)", "C6"),
+}
+_CENTRALIZED = {"mmse", "p_mmse", "p_rzf"}
+
+
+def _split(scheme: str) -> tuple[str, bool, bool]:
+    """``"lp_mmse_lsfd_genie"`` -> ``("lp_mmse", lsfd=True, genie=True)``."""
+    base, lsfd, genie = scheme, False, False
+    if base.endswith("_genie"):
+        base, genie = base[: -len("_genie")], True
+    if base.endswith("_lsfd"):
+        base, lsfd = base[: -len("_lsfd")], True
+    return base, lsfd, genie
+
+
+def sort_schemes(direction: str, schemes) -> list[str]:
+    """Scheme keys in the book's order: centralized first, each a = 1 before optimal LSFD,
+    genie-aided after the others; unknown keys last, alphabetically."""
+    table = _UPLINK if direction == "uplink" else _DOWNLINK
+    order = list(table)
+
+    def rank(scheme: str):
+        base, lsfd, genie = _split(scheme)
+        known = base in table
+        return (genie, not known, order.index(base) if known else 0, base, lsfd)
+
+    return sorted(schemes, key=rank)
+
+
+def _style(direction: str, scheme: str) -> tuple[str, str | None, str, bool]:
+    """(label, colour, line style, genie) of a scheme key such as ``lp_mmse_lsfd``."""
+    table = _UPLINK if direction == "uplink" else _DOWNLINK
+    base, lsfd, genie = _split(scheme)
+    label, colour = table.get(base, (base, None))
+    centralized = base in _CENTRALIZED or (direction == "uplink" and base == "mr")
+    style = "-" if centralized else "--"
+    if lsfd:
+        label += " + opt. LSFD"
+        style = ":"
+    if genie:
+        label += " (genie)"
+    return label, colour, style, genie
+
+
+def scheme_label(direction: str, scheme: str) -> str:
+    """Human-readable name of a scheme key, e.g. ``lp_mmse_lsfd`` -> ``LP-MMSE + opt. LSFD``."""
+    return _style(direction, scheme)[0]
+
+
+def plot_se_cdf(
+    per_ue: dict[str, dict[str, np.ndarray]],
+    path: str | Path,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Empirical CDFs of the per-UE SE, one panel per direction (like the book's Figs. 5.x/6.x).
+
+    ``per_ue[direction][scheme]`` holds the per-UE SEs of all setups. Centralized schemes are
+    solid, distributed dashed, optimal LSFD dotted; genie-aided curves are thin and faded.
+    """
+    path = Path(path)
+    directions = [d for d in ("uplink", "downlink") if per_ue.get(d)]
+    fig, axes = plt.subplots(
+        1, len(directions), figsize=(6.0 * len(directions), 4.4), squeeze=False
+    )
+    legends = []
+    for ax, direction in zip(axes[0], directions, strict=True):
+        for scheme in sort_schemes(direction, per_ue[direction]):
+            se = np.sort(np.asarray(per_ue[direction][scheme], dtype=np.float64).ravel())
+            cdf = np.arange(1, se.size + 1) / se.size
+            label, colour, style, genie = _style(direction, scheme)
+            ax.step(
+                se,
+                cdf,
+                where="post",
+                color=colour,
+                linestyle=style,
+                linewidth=1.0 if genie else 1.8,
+                alpha=0.55 if genie else 1.0,
+                label=label,
+            )
+        ax.set_title(direction.capitalize())
+        ax.set_xlabel("Spectral efficiency [bit/s/Hz]")
+        ax.set_ylabel("CDF")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlim(left=0.0)
+        ax.grid(True, alpha=0.3)
+        legend = ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+        legend.set_in_layout(False)  # below the axes; savefig's tight bbox makes room for it
+        legends.append(legend)
+    if config is not None:
+        net, power = config["network"], config["power"]
+        title = fig.suptitle(
+            f"L={net['L']} APs, N={net['N']}, K={net['K']} UEs, tau_p={net['tau_p']}, "
+            f"tau_c={net['tau_c']}, p={power['p_mw']} mW, rho_max={power['rho_max_mw']} mW; "
+            f"{config['n_setups']} setups x {config['n_realizations']} realizations",
+            fontsize=9,
+        )
+        legends.append(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight", bbox_extra_artists=legends)
+    plt.close(fig)
+    return path
