@@ -198,11 +198,11 @@ def test_downlink_se_monte_carlo_and_genie(scenario):
 
 @pytest.fixture(scope="module")
 def mc_vs_cf(corr_reuse):
-    """JAX Monte-Carlo SE with many realizations and equal powers, with its draws."""
+    """JAX Monte-Carlo SE with many realizations and unequal powers, with its draws."""
     from cfmimo_jax.se import downlink_se, uplink_se
 
     sc = corr_reuse
-    p = 100.0
+    p = np.asarray(sc.p)
     key_ul, key_dl = jax.random.PRNGKey(23), jax.random.PRNGKey(29)
     B, C = ref.estimation_statistics(sc.R, sc.pilot, p, sc.tau_p)
     ul = uplink_se(key_ul, sc.R, sc.pilot, sc.D, p, sc.tau_p, sc.tau_c, N_MC)
