@@ -10,8 +10,8 @@ and cost ``O(n^3)`` per matrix like LAPACK.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 def hermitian_part(A):
@@ -26,61 +26,51 @@ def _ct(A):
 def cholesky(A):
     """Lower Cholesky factor ``Lc`` with ``Lc Lc^H = A`` for HPD ``A[..., n, n]``.
 
-    Column-by-column (left-looking) factorisation: column ``j`` is
-    ``(A[:, j] - Lc[:, :j] conj(Lc[j, :j])) / Lc[j, j]`` on and below the diagonal.
+    Left-looking, one column per step: ``v = A[:, j] - Lc conj(Lc[j, :])`` (columns ``>= j`` of
+    ``Lc`` are still zero), ``Lc[:, j] = v / sqrt(v_j)`` on and below the diagonal.
     """
     n = A.shape[-1]
     idx = jnp.arange(n)
-    rdt = jnp.finfo(A.dtype).dtype
+    tiny = jnp.finfo(jnp.finfo(A.dtype).dtype).tiny
 
     def body(j, Lc):
-        e = (idx == j).astype(A.dtype)  # [n]
-        row = jnp.einsum("...ik,i->...k", Lc, e)  # Lc[j, :], zeros beyond column j-1
-        v = jnp.einsum("...ij,j->...i", A, e) - jnp.einsum("...ik,...k->...i", Lc, jnp.conj(row))
-        d = jnp.sqrt(jnp.maximum(jnp.real(jnp.einsum("...i,i->...", v, e)), jnp.finfo(rdt).tiny))
-        col = jnp.where(idx >= j, v / d[..., None].astype(A.dtype), 0.0)
-        return Lc + col[..., :, None] * e
+        row = lax.dynamic_index_in_dim(Lc, j, axis=-2, keepdims=False)  # Lc[j, :]
+        a = lax.dynamic_index_in_dim(A, j, axis=-1, keepdims=False)  # A[:, j]
+        v = a - jnp.einsum("...ik,...k->...i", Lc, jnp.conj(row))
+        vj = lax.dynamic_index_in_dim(v, j, axis=-1, keepdims=False)
+        d = jnp.sqrt(jnp.maximum(jnp.real(vj), tiny)).astype(A.dtype)
+        col = jnp.where(idx >= j, v / d[..., None], 0.0)
+        return lax.dynamic_update_index_in_dim(Lc, col, j, axis=-1)
 
-    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(A))
+    return lax.fori_loop(0, n, body, jnp.zeros_like(A))
+
+
+def _substitute(T, B, lower: bool):
+    n = T.shape[-1]
+    batch = jnp.broadcast_shapes(T.shape[:-2], B.shape[:-2])
+    dtype = jnp.result_type(T, B)
+    T = jnp.broadcast_to(T, batch + T.shape[-2:]).astype(dtype)
+    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(dtype)
+
+    def body(t, X):
+        j = t if lower else n - 1 - t
+        row = lax.dynamic_index_in_dim(T, j, axis=-2, keepdims=False)  # T[j, :]
+        diag = lax.dynamic_index_in_dim(row, j, axis=-1, keepdims=False)
+        bj = lax.dynamic_index_in_dim(B, j, axis=-2, keepdims=False)  # B[j, :]
+        xj = (bj - jnp.einsum("...k,...km->...m", row, X)) / diag[..., None]
+        return lax.dynamic_update_index_in_dim(X, xj, j, axis=-2)
+
+    return lax.fori_loop(0, n, body, jnp.zeros_like(B))
 
 
 def solve_lower(Lc, B):
     """Solve ``Lc X = B`` (``Lc[..., n, n]`` lower triangular, ``B[..., n, m]``), forward."""
-    n = Lc.shape[-1]
-    idx = jnp.arange(n)
-    batch = jnp.broadcast_shapes(Lc.shape[:-2], B.shape[:-2])
-    Lc = jnp.broadcast_to(Lc, batch + Lc.shape[-2:])
-    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(jnp.result_type(Lc, B))
-
-    def body(j, X):
-        e = (idx == j).astype(Lc.dtype)
-        row = jnp.einsum("...ik,i->...k", Lc, e)  # Lc[j, :]
-        diag = jnp.einsum("...k,k->...", row, e)
-        bj = jnp.einsum("...im,i->...m", B, e)
-        xj = (bj - jnp.einsum("...k,...km->...m", row, X)) / diag[..., None]
-        return X + e[:, None] * xj[..., None, :]
-
-    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(B))
+    return _substitute(Lc, B, lower=True)
 
 
 def solve_upper(U, B):
-    """Solve ``U X = B`` (``U[..., n, n]`` upper triangular) by back substitution."""
-    n = U.shape[-1]
-    idx = jnp.arange(n)
-    batch = jnp.broadcast_shapes(U.shape[:-2], B.shape[:-2])
-    U = jnp.broadcast_to(U, batch + U.shape[-2:])
-    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(jnp.result_type(U, B))
-
-    def body(t, X):
-        j = n - 1 - t
-        e = (idx == j).astype(U.dtype)
-        row = jnp.einsum("...ik,i->...k", U, e)
-        diag = jnp.einsum("...k,k->...", row, e)
-        bj = jnp.einsum("...im,i->...m", B, e)
-        xj = (bj - jnp.einsum("...k,...km->...m", row, X)) / diag[..., None]
-        return X + e[:, None] * xj[..., None, :]
-
-    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(B))
+    """Solve ``U X = B`` (``U[..., n, n]`` upper triangular, ``B[..., n, m]``), backward."""
+    return _substitute(U, B, lower=False)
 
 
 def chol_solve(A, B):
