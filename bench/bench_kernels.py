@@ -39,8 +39,8 @@ def _reexec_without_blas_overrides():
 
 if __name__ == "__main__":
     _reexec_without_blas_overrides()
-    # every core for NumPy's OpenBLAS (its default too; made explicit). OMP_NUM_THREADS is
-    # deliberately left alone: with OMP_NUM_THREADS >= 2 the jitted all_se was seen to hang.
+    # every core for NumPy's OpenBLAS (its default too; made explicit). OMP_NUM_THREADS and
+    # XLA's own thread pool are left at their defaults.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
@@ -129,6 +129,23 @@ def _load():
         return "n/a"
 
 
+def _code_version():
+    """Git commit of the checkout and whether cfmimo_jax/ differs from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "cfmimo_jax"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not head:
+        return "unknown (not a git checkout)"
+    return f"{head}" + (" (cfmimo_jax/ modified)" if dirty else " (cfmimo_jax/ clean)")
+
+
 def machine_info():
     removed = os.environ.get(_REEXEC_MARK, "")
     return {
@@ -141,6 +158,7 @@ def machine_info():
         "jax_devices": ", ".join(str(d) for d in jax.devices()),
         "blas": _openblas_info(),
         "load_start": _load(),
+        "code": _code_version(),
         "blas_env_removed": "" if removed in ("", "-") else removed,
         "kept_blas_env": ", ".join(
             f"{v}={os.environ[v]}" for v in _BLAS_OVERRIDES if v in os.environ
@@ -403,6 +421,7 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     w("")
     w(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
     w(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']}")
+    w(f"- Code: git commit {info['code']}")
     w(f"- JAX devices: {info['jax_devices']}")
     w(f"- NumPy BLAS: {info['blas']}")
     w(
@@ -479,23 +498,24 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     w(f"## Scaling ({cfg['n_scaling']} realizations)")
     w("")
     w(
-        "JAX: float32, compile and steady-state median of "
-        f"{cfg['jax_repeats']} calls. NumPy: complex128, one run when the extrapolation from "
+        f"JAX: float32, compile and steady-state median of {min(3, cfg['jax_repeats'])} "
+        "calls. NumPy: complex128, one run when the extrapolation from "
         f"{cfg['n_probe']} realizations predicts <= {cfg['np_limit']:.0f} s, otherwise that "
         "extrapolation (marked *est.*)."
     )
     w("")
     w(
         "| L | K | N | tau_p | mean \\|M_k\\| | JAX compile (s) | JAX (s) | NumPy c128 (s) "
-        "| NumPy / JAX |"
+        "| NumPy / JAX | load avg |"
     )
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for r in scaling:
         npt = r["np_s"]
         nps = _fmt(npt) + (" *est.*" if r["np_est"] else "")
         w(
             f"| {r['L']} | {r['K']} | {r['N']} | {r['tau_p']} | {r['mean_Mk']:.1f} | "
-            f"{_fmt(r['compile_s'])} | {_fmt(r['jax_s'])} | {nps} | {_fmt(npt / r['jax_s'])} |"
+            f"{_fmt(r['compile_s'])} | {_fmt(r['jax_s'])} | {nps} | {_fmt(npt / r['jax_s'])} | "
+            f"{r['load']} |"
         )
     w("")
     with open(path, "w") as f:
@@ -610,6 +630,7 @@ def main(argv=None):
                 "jax_s": tj["median_s"],
                 "np_s": np_s,
                 "np_est": np_est,
+                "load": _load(),
             }
             cache[(L, K, N, tau_p)] = row
             scaling.append(row)
