@@ -49,3 +49,52 @@ def correlated_shadowing(
     chol = cholesky(sigma + 1e-6 * std_db**2 * jnp.eye(K, dtype=sigma.dtype))
     z = jax.random.normal(key, (n_aps, K), dtype=sigma.dtype)
     return z @ chol.T
+
+
+def uma_los_pathloss_db(d2d_m, ap_height_m=20.0, ue_height_m=1.5, carrier_ghz=2.0):
+    """3GPP TR 38.901 (Table 7.4.1-1) urban-macro LoS path loss in dB (a loss, positive).
+
+    With ``d3D = sqrt(d2D^2 + (h_BS - h_UT)^2)``, the breakpoint
+    ``d'_BP = 4 (h_BS - 1) (h_UT - 1) f_c / c`` (``f_c`` in Hz), and ``f_c`` in GHz below:
+    ``PL1 = 28 + 22 log10(d3D) + 20 log10(f_c)`` for ``d2D <= d'_BP``,
+    ``PL2 = 28 + 40 log10(d3D) + 20 log10(f_c) - 9 log10(d'_BP^2 + (h_BS - h_UT)^2)`` beyond.
+    ``d2D`` is clamped to at least 10 m (the model's validity range). ``d2d_m[...]`` -> same.
+    The effective heights ``h - 1 m`` are floored at 0.1 m so a UE at 1 m keeps a breakpoint.
+    """
+    dh = ap_height_m - ue_height_m
+    d2 = jnp.maximum(d2d_m, 10.0)
+    d3 = jnp.sqrt(d2**2 + dh**2)
+    hb = jnp.maximum(ap_height_m - 1.0, 0.1)
+    hu = jnp.maximum(ue_height_m - 1.0, 0.1)
+    d_bp = 4.0 * hb * hu * carrier_ghz * 1e9 / 299_792_458.0
+    fc = 20.0 * jnp.log10(carrier_ghz)
+    pl1 = 28.0 + 22.0 * jnp.log10(d3) + fc
+    pl2 = 28.0 + 40.0 * jnp.log10(d3) + fc - 9.0 * jnp.log10(d_bp**2 + dh**2)
+    return jnp.where(d2 <= d_bp, pl1, pl2)
+
+
+def shadowing_field(key, n_aps: int, n_terms: int = 64, correlation_m: float = 37.0, dtype=None):
+    """A spatially correlated shadowing field per AP, as a property of position.
+
+    Random Fourier features (Rahimi and Recht 2007): ``F_l(x) = sqrt(2 / S) sum_s cos(w_ls . x
+    + phi_ls)`` with ``w_ls ~ N(0, I / correlation_m^2)`` and ``phi_ls ~ U[0, 2 pi)`` is, for
+    large ``S``, a zero-mean unit-variance Gaussian field with correlation
+    ``E[F(x) F(x')] = exp(-|x - x'|^2 / (2 correlation_m^2))``; multiply by the shadowing std
+    (``evaluate_shadowing``). A UE moving through the field sees smoothly varying shadowing.
+    Returns ``(w[L, S, 2], phi[L, S])``.
+    """
+    dtype = dtype or jnp.result_type(float)
+    kw, kp = jax.random.split(key)
+    w = jax.random.normal(kw, (n_aps, n_terms, 2), dtype=dtype) / correlation_m
+    phi = jax.random.uniform(kp, (n_aps, n_terms), dtype=dtype, maxval=2.0 * jnp.pi)
+    return w, phi
+
+
+def evaluate_shadowing(field, ue_pos, std_db):
+    """Shadowing in dB ``F[L, K]`` of the field ``(w[L, S, 2], phi[L, S])`` at ``ue_pos[K, 2]``.
+
+    ``F_lk = std_db sqrt(2 / S) sum_s cos(w_ls . x_k + phi_ls)`` (see ``shadowing_field``).
+    """
+    w, phi = field
+    arg = jnp.einsum("lsd,kd->lks", w, ue_pos) + phi[:, None, :]
+    return std_db * jnp.sqrt(2.0 / w.shape[1]) * jnp.sum(jnp.cos(arg), axis=-1)

@@ -26,3 +26,15 @@ def fractional_downlink(gain, D, rho_max, exponent: float = 0.5):
     total = jnp.sum(weights, axis=1, keepdims=True)
     rho_max = jnp.reshape(jnp.asarray(rho_max, weights.dtype), (-1, 1))
     return rho_max * weights / jnp.where(total > 0, total, 1.0)
+
+
+def ap_power_consumption(active, tx_power_w, amp_efficiency, circuit_power_w):
+    """Power drawn by each AP in watts (seed 003 eq. (9); Ngo et al. 2018 model).
+
+    ``P_l = a_l (P_circuit + P_tx / eta)``: an AP that serves at least one UE (``active[L]``)
+    transmits at full power ``P_tx`` through an amplifier of efficiency ``eta`` and pays its
+    constant circuit power; an AP that serves nobody is switched off and draws nothing.
+    ``active[..., L]`` bool -> ``[..., L]``.
+    """
+    per_ap = circuit_power_w + tx_power_w / amp_efficiency
+    return jnp.asarray(active, jnp.result_type(float)) * per_ap

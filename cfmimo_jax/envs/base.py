@@ -1,0 +1,119 @@
+"""The multi-agent environment interface (SPEC section 3).
+
+Functional, in the style of gymnax / JaxMARL, with the agent axis as an array axis:
+
+* ``reset(key, params) -> (obs, state)``
+* ``step(key, state, actions, params) -> (obs, state, reward, done, info)``
+
+``obs[n_agents, *obs_shape]``, ``actions[n_agents]`` (int32), ``reward[n_agents]``; ``done`` is
+one bool per environment (all agents of a network end an episode together). ``step`` resets
+automatically: when ``done``, the returned ``obs``/``state`` are those of a fresh episode and
+``info["final_obs"]`` holds the last observation of the finished one; ``info["terminated"]`` and
+``info["truncated"]`` are kept apart (a trainer bootstraps the value of ``final_obs`` after a
+truncation, never after a termination). ``state`` is an immutable pytree dataclass and ``params``
+a pytree of scalars (static shapes), so ``jax.vmap`` runs thousands of environments, or sweeps
+over parameters, with one compiled program.
+
+Agents exchange messages over a static graph (``AgentGraph``): fixed-size sender/receiver
+arrays with edge types and masks, the same for every environment of a kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
+class AgentGraph:
+    """Static communication graph between agents (fixed-size arrays with masks).
+
+    senders[E], receivers[E]: int32 agent indices of each directed edge ``sender -> receiver``;
+    edge_type[E]: int32 in ``[0, n_edge_types)``; edge_mask[E], node_mask[n_agents]: bool, false
+    for padding.
+    """
+
+    senders: jax.Array
+    receivers: jax.Array
+    edge_type: jax.Array
+    edge_mask: jax.Array
+    node_mask: jax.Array
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.node_mask.shape[-1])
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.senders.shape[-1])
+
+    def to_jraph(self, nodes=None):
+        """The graph as a ``jraph.GraphsTuple`` (edge features: one-hot edge types)."""
+        import jraph
+
+        n_types = int(np.max(np.asarray(self.edge_type), initial=0)) + 1
+        return jraph.GraphsTuple(
+            nodes=nodes,
+            edges=jax.nn.one_hot(self.edge_type, n_types),
+            senders=self.senders,
+            receivers=self.receivers,
+            n_node=jnp.array([self.n_nodes]),
+            n_edge=jnp.array([self.n_edges]),
+            globals=None,
+        )
+
+
+class MultiAgentEnv:
+    """Base class: subclasses implement ``reset_env`` and ``step_env`` (no auto-reset).
+
+    Class attributes set by subclasses: ``n_agents``, ``obs_shape`` (per agent), ``n_actions``.
+    """
+
+    n_agents: int
+    obs_shape: tuple
+    n_actions: int
+
+    def default_params(self):
+        raise NotImplementedError
+
+    def reset_env(self, key, params):
+        """``-> (obs[n_agents, *obs_shape], state)``."""
+        raise NotImplementedError
+
+    def step_env(self, key, state, actions, params):
+        """``-> (obs, state, reward[n_agents], terminated, truncated, info)``; no reset."""
+        raise NotImplementedError
+
+    def graph(self) -> AgentGraph:
+        """The agents' communication graph (default: no edges)."""
+        z = jnp.zeros((0,), jnp.int32)
+        return AgentGraph(z, z, z, jnp.zeros((0,), bool), jnp.ones((self.n_agents,), bool))
+
+    def reset(self, key, params=None):
+        """Start an episode: ``-> (obs, state)``."""
+        params = self.default_params() if params is None else params
+        return self.reset_env(key, params)
+
+    def step(self, key, state, actions, params=None):
+        """One step with auto-reset: ``-> (obs, state, reward, done, info)`` (see module doc)."""
+        params = self.default_params() if params is None else params
+        actions = jnp.asarray(actions)
+        if actions.shape[-1:] != (self.n_agents,):
+            raise ValueError(
+                f"actions must have shape [n_agents={self.n_agents}], got {actions.shape}"
+            )
+        k_step, k_reset = jax.random.split(key)
+        obs_st, st_st, reward, terminated, truncated, info = self.step_env(
+            k_step, state, actions, params
+        )
+        obs_re, st_re = self.reset_env(k_reset, params)
+        done = jnp.logical_or(terminated, truncated)
+        state = jax.tree.map(lambda a, b: jnp.where(done, a, b), st_re, st_st)
+        obs = jnp.where(done, obs_re, obs_st)
+        info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
+        return obs, state, reward, done, info
