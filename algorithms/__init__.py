@@ -1,0 +1,1 @@
+"""Multi-agent RL trainers and networks for the cell-free MIMO environments."""

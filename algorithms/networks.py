@@ -1,0 +1,478 @@
+"""Flax NNX networks shared by every scenario (SPEC sections 3 and 3b).
+
+Everything is pure JAX inside: the agent axis, the graph nodes/edges and the time axis are array
+axes (no Python loops over them), graph arrays are static-shaped with masks, and any number of
+leading batch dimensions (environments, rollout steps, ...) are accepted.
+
+Components
+----------
+``MLP``              plain multi-layer perceptron on the last axis.
+``GRUEncoder``       final hidden state of a GRU (Cho et al. 2014) run over an observation history.
+``GraphAttention``   one round of typed, single-head softmax-attention message passing
+                     (Shi et al. 2021, "Masked label prediction: unified message passing model
+                     for semi-supervised classification", i.e. PyG ``TransformerConv``; the GNN
+                     of APS-GNN, seed 003 section IV-B, with one set of maps per edge type).
+``GraphEncoder``     ``rounds`` stacked ``GraphAttention`` layers.
+``AgentActorCritic`` shared-parameter actor-critic for all agents: encoder (GRU or MLP) ->
+                     GNN (residual) -> policy logits and ``n_value_heads`` values, with a local
+                     (IPPO) or centralised (MAPPO, Yu et al. 2022) critic.
+
+Functional helpers for trainers (``split_model``, ``apply_model``, ``init_params``) keep the
+parameters as a plain pytree (an ``nnx.State``) that jit/vmap/scan and optax handle directly::
+
+    graphdef, _ = init_params(jax.random.PRNGKey(0), **kw)          # static structure, once
+    params = jax.vmap(lambda k: init_params(k, **kw)[1])(keys)       # one set per seed
+    logits, values = jax.jit(jax.vmap(lambda p, o: apply_model(graphdef, p, o, **graph)))(
+        params, obs
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "MLP",
+    "GRUEncoder",
+    "GraphAttention",
+    "GraphEncoder",
+    "AgentActorCritic",
+    "split_model",
+    "apply_model",
+    "init_params",
+    "param_count",
+]
+
+
+def _scaled_lecun(scale: float):
+    """LeCun-normal kernel init whose standard deviation is multiplied by ``scale``."""
+    return nnx.initializers.variance_scaling(scale**2, "fan_in", "truncated_normal")
+
+
+# --------------------------------------------------------------------------------------------
+# MLP
+# --------------------------------------------------------------------------------------------
+
+
+class MLP(nnx.Module):
+    """Multi-layer perceptron acting on the last axis: ``x[..., in] -> y[..., out]``.
+
+    ``y = W_L a(... a(W_1 x + b_1) ...) + b_L`` with ``a = activation`` after every hidden layer
+    and no activation after the output layer. ``hidden`` may be empty (a single linear map).
+    ``out_scale`` multiplies the standard deviation of the output layer's (LeCun-normal) kernel
+    init, e.g. 0.01 for near-uniform initial policy logits.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        *,
+        activation: Callable[[jax.Array], jax.Array] = nnx.relu,
+        out_scale: float = 1.0,
+        rngs: nnx.Rngs,
+    ):
+        sizes = [int(in_features), *(int(h) for h in hidden), int(out_features)]
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            last = i == len(sizes) - 2
+            init = _scaled_lecun(out_scale) if last else _scaled_lecun(1.0)
+            layers.append(nnx.Linear(a, b, kernel_init=init, rngs=rngs))
+        self.layers = nnx.List(layers)
+        self.activation = activation
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"MLP expects {self.in_features} input features, got {x.shape}")
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):  # a loop over layers, not over data
+            x = layer(x)
+            if i < n - 1:
+                x = self.activation(x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# GRU encoder
+# --------------------------------------------------------------------------------------------
+
+
+class GRUEncoder(nnx.Module):
+    """Final hidden state of a GRU over the ``T`` axis: ``x[..., T, F] -> h_T[..., hidden]``.
+
+    GRU of Cho et al. (2014) in the cuDNN / PyTorch form, from ``h_0 = 0``::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    Parameters: ``dense_i`` (kernel ``[F, 3H]``, bias ``[3H]``) and ``dense_h`` (kernel
+    ``[H, 3H]``, orthogonal init, bias ``[3H]``); the ``3H`` columns are ordered ``(r, z, n)``.
+    The input projections of all time steps are one matmul; only the recurrence runs in
+    ``jax.lax.scan``. Any leading dimensions (agents, environments, ...) are batch dimensions.
+    """
+
+    def __init__(self, in_features: int, hidden: int, *, rngs: nnx.Rngs):
+        self.in_features = int(in_features)
+        self.hidden = int(hidden)
+        self.dense_i = nnx.Linear(self.in_features, 3 * self.hidden, rngs=rngs)
+        self.dense_h = nnx.Linear(
+            self.hidden,
+            3 * self.hidden,
+            kernel_init=nnx.initializers.orthogonal(),
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"GRUEncoder expects x[..., T, {self.in_features}], got shape {x.shape}"
+            )
+        xi = self.dense_i(x)  # [..., T, 3H]
+        xi = jnp.moveaxis(xi, -2, 0)  # [T, ..., 3H]
+        h0 = jnp.zeros(xi.shape[1:-1] + (self.hidden,), xi.dtype)
+        dense_h = self.dense_h
+
+        def step(h, xi_t):
+            xr, xz, xn = jnp.split(xi_t, 3, axis=-1)
+            hr, hz, hn = jnp.split(dense_h(h), 3, axis=-1)
+            r = jax.nn.sigmoid(xr + hr)
+            z = jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+            h = (1.0 - z) * n + z * h
+            return h.astype(h0.dtype), None
+
+        h, _ = jax.lax.scan(step, h0, xi)
+        return h
+
+
+# --------------------------------------------------------------------------------------------
+# Graph attention
+# --------------------------------------------------------------------------------------------
+
+
+def _check_graph(n_nodes, senders, receivers, edge_type, edge_mask, node_mask):
+    senders = jnp.asarray(senders)
+    receivers = jnp.asarray(receivers)
+    if senders.ndim != 1 or receivers.ndim != 1:
+        raise ValueError(
+            f"senders/receivers must be 1-D [E], got {senders.shape} and {receivers.shape}"
+        )
+    n_edges = senders.shape[0]
+    if receivers.shape[0] != n_edges:
+        raise ValueError(
+            f"senders and receivers differ in length: {senders.shape[0]} != {receivers.shape[0]}"
+        )
+    if edge_type is None:
+        edge_type = jnp.zeros((n_edges,), jnp.int32)
+    edge_type = jnp.asarray(edge_type)
+    if edge_type.shape != (n_edges,):
+        raise ValueError(f"edge_type must have shape ({n_edges},), got {edge_type.shape}")
+    if edge_mask is None:
+        edge_mask = jnp.ones((n_edges,), bool)
+    edge_mask = jnp.asarray(edge_mask, bool)
+    if edge_mask.shape != (n_edges,):
+        raise ValueError(f"edge_mask must have shape ({n_edges},), got {edge_mask.shape}")
+    if node_mask is None:
+        node_mask = jnp.ones((n_nodes,), bool)
+    node_mask = jnp.asarray(node_mask, bool)
+    if node_mask.shape != (n_nodes,):
+        raise ValueError(f"node_mask must have shape ({n_nodes},), got {node_mask.shape}")
+    return (
+        senders.astype(jnp.int32),
+        receivers.astype(jnp.int32),
+        edge_type.astype(jnp.int32),
+        edge_mask,
+        node_mask,
+    )
+
+
+class GraphAttention(nnx.Module):
+    """One round of typed single-head softmax-attention message passing.
+
+    TransformerConv of Shi et al. (2021) (eqs. (4)-(6), one head, no edge features), with one
+    query/key/value map per edge type as in APS-GNN (seed 003 section IV-B). For an edge
+    ``j -> i`` of type ``t`` (``d = out_features``)::
+
+        q_i^t = W_q^t h_i + b_q^t,  k_j^t = W_k^t h_j + b_k^t,  v_j^t = W_v^t h_j + b_v^t
+        e_ij  = <q_i^t, k_j^t> / sqrt(d)
+        a_ij  = softmax of e_ij over the valid incoming edges of receiver i of type t
+        m_i^t = sum_j a_ij v_j^t                  (zero if i has no such edge)
+        h_i'  = relu(W_self h_i + b_self + sum_t m_i^t)
+
+    The softmax is computed per (receiver, type) segment with ``jax.ops.segment_max`` (shift,
+    gradient stopped) and ``jax.ops.segment_sum``; empty segments give a zero message, never a
+    NaN. An edge is valid if ``edge_mask`` is set and both end nodes are in ``node_mask``; invalid
+    edges contribute nothing, masked nodes send nothing and output zeros.
+
+    Parameters: ``query``, ``key``, ``value`` are ``nnx.Linear(F, n_edge_types * d)`` whose
+    output reshapes to ``[n_edge_types, d]`` (type ``t`` uses columns ``t*d:(t+1)*d``, i.e. the
+    per-type maps stacked), and ``self_map = nnx.Linear(F, d)``.
+
+    Call: ``h[..., n_nodes, F]``, ``senders[E]``, ``receivers[E]``, ``edge_type[E]`` (int, in
+    ``[0, n_edge_types)``; ``None``: all 0), ``edge_mask[E]`` and ``node_mask[n_nodes]`` (bool,
+    ``None``: all true) -> ``[..., n_nodes, d]``. The graph arrays are shared by all leading
+    batch elements. Permuting the nodes (and relabelling senders/receivers) permutes the output.
+    """
+
+    def __init__(self, in_features: int, out_features: int, n_edge_types: int, *, rngs):
+        if n_edge_types < 1:
+            raise ValueError(f"n_edge_types must be >= 1, got {n_edge_types}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.n_edge_types = int(n_edge_types)
+        m = self.n_edge_types * self.out_features
+        self.query = nnx.Linear(self.in_features, m, rngs=rngs)
+        self.key = nnx.Linear(self.in_features, m, rngs=rngs)
+        self.value = nnx.Linear(self.in_features, m, rngs=rngs)
+        self.self_map = nnx.Linear(self.in_features, self.out_features, rngs=rngs)
+
+    def __call__(
+        self,
+        h: jax.Array,
+        senders: jax.Array,
+        receivers: jax.Array,
+        edge_type: jax.Array | None = None,
+        edge_mask: jax.Array | None = None,
+        node_mask: jax.Array | None = None,
+    ) -> jax.Array:
+        if h.ndim < 2 or h.shape[-1] != self.in_features:
+            raise ValueError(
+                f"GraphAttention expects h[..., n_nodes, {self.in_features}], got {h.shape}"
+            )
+        n_nodes = h.shape[-2]
+        senders, receivers, edge_type, edge_mask, node_mask = _check_graph(
+            n_nodes, senders, receivers, edge_type, edge_mask, node_mask
+        )
+        n_types, d = self.n_edge_types, self.out_features
+        lead = h.shape[:-2]
+        shape = lead + (n_nodes, n_types, d)
+        q = self.query(h).reshape(shape)
+        k = self.key(h).reshape(shape)
+        v = self.value(h).reshape(shape)
+        # Per-edge gathers (shared graph, broadcast over the leading dims): [..., E, d].
+        q_e = q[..., receivers, edge_type, :]
+        k_e = k[..., senders, edge_type, :]
+        v_e = v[..., senders, edge_type, :]
+        # Edge axis first for the segment ops: [E, ..., (d)].
+        q_e, k_e, v_e = (jnp.moveaxis(a, -2, 0) for a in (q_e, k_e, v_e))
+        score = jnp.sum(q_e * k_e, axis=-1) / jnp.sqrt(jnp.asarray(d, q_e.dtype))  # [E, ...]
+
+        valid = edge_mask & node_mask[senders] & node_mask[receivers]  # [E]
+        valid_b = valid.reshape((-1,) + (1,) * len(lead))
+        n_seg = n_nodes * n_types
+        seg = receivers * n_types + edge_type
+        neg_inf = jnp.asarray(-jnp.inf, score.dtype)
+        seg_max = jax.ops.segment_max(jnp.where(valid_b, score, neg_inf), seg, num_segments=n_seg)
+        seg_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(seg_max), seg_max, 0.0))
+        w = jnp.where(valid_b, jnp.exp(jnp.where(valid_b, score - seg_max[seg], 0.0)), 0.0)
+        denom = jax.ops.segment_sum(w, seg, num_segments=n_seg)
+        denom = jnp.where(denom > 0, denom, 1.0)
+        alpha = w / denom[seg]  # [E, ...]
+        # Sum over edge types too: segment by receiver only (each type is normalised already).
+        msg = jax.ops.segment_sum(alpha[..., None] * v_e, receivers, num_segments=n_nodes)
+        msg = jnp.moveaxis(msg, 0, -2)  # [..., n_nodes, d]
+        out = nnx.relu(self.self_map(h) + msg)
+        return jnp.where(node_mask[:, None], out, jnp.zeros((), out.dtype))
+
+
+class GraphEncoder(nnx.Module):
+    """``rounds`` stacked ``GraphAttention`` layers: ``[..., n, in] -> [..., n, hidden]``.
+
+    Layer 1 maps ``in_features -> hidden``, later ones ``hidden -> hidden``. With
+    ``rounds == 0`` it is the identity (output features ``in_features``); ``out_features``
+    holds the output width either way.
+    """
+
+    def __init__(
+        self, in_features: int, hidden: int, n_edge_types: int, rounds: int, *, rngs: nnx.Rngs
+    ):
+        if rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {rounds}")
+        self.rounds = int(rounds)
+        self.layers = nnx.List(
+            [
+                GraphAttention(in_features if r == 0 else hidden, hidden, n_edge_types, rngs=rngs)
+                for r in range(self.rounds)
+            ]
+        )
+        self.out_features = int(hidden) if self.rounds > 0 else int(in_features)
+
+    def __call__(self, h, senders, receivers, edge_type=None, edge_mask=None, node_mask=None):
+        for layer in self.layers:  # a loop over rounds (layers), not over data
+            h = layer(h, senders, receivers, edge_type, edge_mask, node_mask)
+        return h
+
+
+# --------------------------------------------------------------------------------------------
+# Actor-critic
+# --------------------------------------------------------------------------------------------
+
+
+class AgentActorCritic(nnx.Module):
+    """Shared-parameter actor-critic for all agents of a scenario.
+
+    ``obs[..., n_agents, T, F]`` (``encoder="gru"``) or ``obs[..., n_agents, F]``
+    (``encoder="mlp"``; an ``obs[..., n_agents, T, F]`` with ``T*F == obs_features`` is
+    flattened) plus optional graph arrays over the agents -> ``(logits[..., n_agents,
+    n_actions], values[..., n_agents, n_value_heads])``.
+
+    Backbone (shared by actor and critic heads, as APS-GNN's reward and cost critics share the
+    actor's GRU+GNN, seed 003 section IV-B)::
+
+        e_i = GRU(o_i)  or  relu(MLP(o_i))                            [hidden]
+        z_i = e_i + GNN(e)_i   (if gnn_rounds > 0 and senders given; else z_i = e_i)
+        z_i = 0 for agents outside node_mask
+
+    Heads (two-layer MLPs, ``hidden`` units, ReLU)::
+
+        logits_i = pi(z_i)                      (output kernel init scaled by 0.01)
+        values_i = V(z_i)                       critic="local"   (IPPO)
+        values_i = V([z_i, mean_{j in mask} z_j])  critic="central" (MAPPO, Yu et al. 2022)
+
+    ``n_value_heads``: 1 for a reward critic, 2 for reward + cost (Lagrangian).
+    """
+
+    def __init__(
+        self,
+        obs_features: int,
+        n_actions: int,
+        *,
+        hidden: int = 64,
+        encoder: str = "gru",
+        gnn_rounds: int = 2,
+        n_edge_types: int = 2,
+        critic: str = "local",
+        n_value_heads: int = 1,
+        rngs: nnx.Rngs,
+    ):
+        if encoder not in ("gru", "mlp"):
+            raise ValueError(f"unknown encoder {encoder!r}; expected 'gru' or 'mlp'")
+        if critic not in ("local", "central"):
+            raise ValueError(f"unknown critic {critic!r}; expected 'local' or 'central'")
+        if gnn_rounds < 0 or n_value_heads < 1 or n_actions < 1 or hidden < 1:
+            raise ValueError("gnn_rounds must be >= 0; n_value_heads, n_actions, hidden >= 1")
+        self.obs_features = int(obs_features)
+        self.n_actions = int(n_actions)
+        self.hidden = int(hidden)
+        self.encoder_kind = encoder
+        self.critic_kind = critic
+        self.n_value_heads = int(n_value_heads)
+        if encoder == "gru":
+            self.encoder = GRUEncoder(self.obs_features, self.hidden, rngs=rngs)
+        else:
+            self.encoder = MLP(self.obs_features, (self.hidden,), self.hidden, rngs=rngs)
+        self.gnn = GraphEncoder(self.hidden, self.hidden, n_edge_types, gnn_rounds, rngs=rngs)
+        self.actor = MLP(self.hidden, (self.hidden,), self.n_actions, out_scale=0.01, rngs=rngs)
+        critic_in = self.hidden * (2 if critic == "central" else 1)
+        self.critic = MLP(critic_in, (self.hidden,), self.n_value_heads, rngs=rngs)
+
+    def __call__(
+        self,
+        obs: jax.Array,
+        senders: jax.Array | None = None,
+        receivers: jax.Array | None = None,
+        edge_type: jax.Array | None = None,
+        edge_mask: jax.Array | None = None,
+        node_mask: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        obs = jnp.asarray(obs)
+        if self.encoder_kind == "gru":
+            if obs.ndim < 3 or obs.shape[-1] != self.obs_features:
+                raise ValueError(
+                    "encoder 'gru' expects obs[..., n_agents, T, "
+                    f"{self.obs_features}], got shape {obs.shape}"
+                )
+            n_agents = obs.shape[-3]
+        else:
+            if (
+                obs.ndim >= 3
+                and obs.shape[-1] != self.obs_features
+                and obs.shape[-2] * obs.shape[-1] == self.obs_features
+            ):
+                obs = obs.reshape(obs.shape[:-2] + (self.obs_features,))
+            if obs.ndim < 2 or obs.shape[-1] != self.obs_features:
+                raise ValueError(
+                    f"encoder 'mlp' expects obs[..., n_agents, {self.obs_features}] (or "
+                    f"[..., n_agents, T, F] with T*F == {self.obs_features}), got {obs.shape}"
+                )
+            n_agents = obs.shape[-2]
+        if not jnp.issubdtype(obs.dtype, jnp.floating):
+            obs = obs.astype(jnp.float32)
+
+        if node_mask is None:
+            mask = jnp.ones((n_agents,), bool)
+        else:
+            mask = jnp.asarray(node_mask, bool)
+            if mask.shape != (n_agents,):
+                raise ValueError(f"node_mask must have shape ({n_agents},), got {mask.shape}")
+
+        if self.encoder_kind == "gru":
+            e = self.encoder(obs)
+        else:
+            e = nnx.relu(self.encoder(obs))
+        z = e
+        if self.gnn.rounds > 0 and senders is not None:
+            if receivers is None:
+                raise ValueError("receivers must be given together with senders")
+            z = e + self.gnn(e, senders, receivers, edge_type, edge_mask, mask)
+        z = jnp.where(mask[:, None], z, jnp.zeros((), z.dtype))
+
+        logits = self.actor(z)
+        if self.critic_kind == "central":
+            w = mask.astype(z.dtype)[:, None]
+            pooled = jnp.sum(z * w, axis=-2, keepdims=True) / jnp.maximum(jnp.sum(w), 1.0)
+            c_in = jnp.concatenate([z, jnp.broadcast_to(pooled, z.shape)], axis=-1)
+        else:
+            c_in = z
+        values = self.critic(c_in)
+        return logits, values
+
+
+# --------------------------------------------------------------------------------------------
+# Functional helpers
+# --------------------------------------------------------------------------------------------
+
+
+def split_model(model: nnx.Module) -> tuple[Any, nnx.State]:
+    """``nnx.split``: ``(graphdef, params)``; ``params`` is a pytree of arrays (``nnx.State``).
+
+    ``graphdef`` is static (hashable, no arrays): close over it or pass it as a static argument.
+    """
+    return nnx.split(model)
+
+
+def apply_model(graphdef: Any, params: nnx.State, *args, **kwargs):
+    """Rebuild the module from ``(graphdef, params)`` (``nnx.merge``) and call it.
+
+    Pure function of ``params`` and the inputs: safe under ``jax.jit``/``vmap``/``scan``/``grad``.
+    """
+    return nnx.merge(graphdef, params)(*args, **kwargs)
+
+
+def init_params(key: jax.Array, **ctor_kwargs) -> tuple[Any, nnx.State]:
+    """``AgentActorCritic(**ctor_kwargs)`` initialised from a PRNG key: ``(graphdef, params)``.
+
+    ``key`` may be a raw ``uint32[2]`` key or a typed key, and may be traced: inside
+    ``jax.vmap`` over keys only ``params`` can be returned (``graphdef`` is static; take it from
+    one call outside the transformation). Identical keys give identical parameters.
+    """
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    model = AgentActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
+    return split_model(model)
+
+
+def param_count(params: nnx.State) -> int:
+    """Number of scalar parameters in a params pytree."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))
