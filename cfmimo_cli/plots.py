@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_se_cdf", "scheme_label", "sort_schemes"]
+__all__ = ["plot_learning_curves", "plot_se_cdf", "scheme_label", "sort_schemes"]
 
 # Uplink keys of cfmimo_jax.se.uplink_se; "mr" is centralized MR, "mr_dist" distributed MR.
 _UPLINK = {
@@ -132,3 +132,44 @@ def plot_se_cdf(
     fig.savefig(path, dpi=130, bbox_inches="tight", bbox_extra_artists=legends)
     plt.close(fig)
     return path
+
+
+_CURVES = (
+    ("episode_return", "episode return (mean reward per agent)"),
+    ("episode_cost", "episode cost (mean per agent)"),
+    ("mean_se", "mean SE (bit/s/Hz)"),
+    ("frac_target", "fraction of UEs meeting the target"),
+    ("active_aps", "active APs"),
+    ("lagrange", "Lagrange multiplier"),
+    ("entropy", "policy entropy"),
+    ("approx_kl", "approx. KL"),
+)
+
+
+def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """Learning curves against environment steps, one panel per metric in ``rows``."""
+    panels = [(k, label) for k, label in _CURVES if rows and k in rows[0]]
+    n = max(len(panels), 1)
+    cols = 4 if n > 4 else n
+    nrows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.8 * nrows), squeeze=False)
+    x = np.array([r["env_steps"] for r in rows], dtype=float)
+    for ax, (key, label) in zip(axes.ravel(), panels, strict=False):
+        y = np.array([r[key] for r in rows], dtype=float)
+        if key.startswith("episode_"):
+            ok = np.array([r.get("episodes", 1) > 0 for r in rows])
+            x_k, y = x[ok], y[ok]
+        else:
+            x_k = x
+        ax.plot(x_k, y, lw=1.2)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("environment steps", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

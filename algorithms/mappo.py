@@ -1,0 +1,448 @@
+"""MAPPO / IPPO with parameter sharing, optionally Lagrangian (MAPPO-L), as pure JAX functions.
+
+Algorithm: PPO with the clipped surrogate (Schulman et al. 2017, eq. (7); seed 003 eq. (15)),
+clipped value loss and entropy bonus, shared parameters across agents (Yu et al. 2022, MAPPO);
+the critic sees either each agent's own embedding (``critic="local"``: IPPO) or that plus the
+mean over all agents (``critic="central"``: MAPPO). Advantages from truncation-aware GAE
+(``algorithms.gae``). With ``lagrangian=True`` a second value head learns the cost, each
+advantage is normalised with its own statistics and the actor follows the Lagrangian advantage
+``A = (A_r - lambda A_c) / (1 + lambda)`` (seed 003 eq. (13), divided by ``1 + lambda`` to keep
+its scale as in Safety-Gym PPO-Lagrangian); after each rollout the multiplier takes the
+projected step ``lambda <- max(0, lambda + eta (Jc - d))`` (seed 003 eq. (14)), ``Jc`` the mean
+per-agent per-step cost of the rollout and ``d`` the cost limit. Without it the agents learn
+the scalarised reward ``r - cost_weight c`` (seed 003 eq. (16) style; ``cost_weight = 0``: ``r``).
+
+Engine (SPEC section 3b): ``make_train(config, env, env_params)`` returns a ``Trainer`` with pure
+``init(key, hparams) -> RunnerState`` and ``update(state) -> (state, metrics)`` (a chunk of
+``updates_per_chunk`` PPO updates inside one ``lax.scan``; rollouts are a ``lax.scan`` over
+``vmap``-ed environments) and ``train(key, hparams)`` composing them, so ``jax.vmap(train)``
+runs seeds or hyper-parameter sweeps in one program. ``RunnerState`` holds everything a resume
+needs. Numeric hyper-parameters (learning rate, clip, gamma, ...) live in ``state.hparams`` and
+may be vmapped; sizes are static in ``PPOConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import networks
+from .gae import gae
+
+HPARAM_NAMES = (
+    "lr",
+    "gamma",
+    "gae_lambda",
+    "clip",
+    "ent_coef",
+    "vf_coef",
+    "cost_limit",
+    "lambda_lr",
+    "lambda_init",
+    "cost_weight",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Trainer configuration. Sizes and switches are static; the ``HPARAM_NAMES`` fields are the
+    defaults of ``RunnerState.hparams`` (traced, vmappable)."""
+
+    n_envs: int = 16
+    n_steps: int = 10
+    n_updates: int = 50
+    updates_per_chunk: int = 5
+    epochs: int = 4
+    n_minibatches: int = 4
+    hidden: int = 64
+    encoder: str = "gru"
+    gnn_rounds: int = 2
+    critic: str = "central"
+    lagrangian: bool = False
+    max_grad_norm: float = 0.5
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    cost_limit: float = 0.0
+    lambda_lr: float = 0.05
+    lambda_init: float = 0.0
+    cost_weight: float = 0.0
+
+    def __post_init__(self):
+        for name in ("n_envs", "n_steps", "n_updates", "updates_per_chunk", "epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.n_minibatches < 1 or (self.n_envs * self.n_steps) % self.n_minibatches:
+            raise ValueError(
+                f"n_minibatches={self.n_minibatches} must divide n_envs * n_steps = "
+                f"{self.n_envs * self.n_steps}"
+            )
+        if self.n_updates % self.updates_per_chunk:
+            raise ValueError(
+                f"updates_per_chunk={self.updates_per_chunk} must divide n_updates={self.n_updates}"
+            )
+        if self.critic not in ("central", "local"):
+            raise ValueError(f"critic must be 'central' or 'local', got {self.critic!r}")
+        if self.encoder not in ("gru", "mlp"):
+            raise ValueError(f"encoder must be 'gru' or 'mlp', got {self.encoder!r}")
+        if self.gnn_rounds < 0:
+            raise ValueError(f"gnn_rounds must be >= 0, got {self.gnn_rounds}")
+        for name in ("lr", "gamma", "gae_lambda", "clip", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("gamma must lie in (0, 1] and gae_lambda in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PPOConfig:
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown trainer options: {sorted(unknown)}")
+        return cls(**d)
+
+    def hparams(self, **overrides) -> dict:
+        """The traced hyper-parameters as a dict of float32 scalars (vmappable)."""
+        unknown = set(overrides) - set(HPARAM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown hyper-parameters: {sorted(unknown)}")
+        return {
+            n: jnp.asarray(overrides.get(n, getattr(self, n)), jnp.float32) for n in HPARAM_NAMES
+        }
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
+class RunnerState:
+    """Everything a resume needs. ``key`` is a raw ``uint32[2]`` PRNG key; ``lagrange`` the
+    multiplier; ``update`` the number of PPO updates done; ``ep_*`` running episode sums."""
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    lagrange: jax.Array
+    update: jax.Array
+    hparams: dict
+    ep_return: jax.Array
+    ep_cost: jax.Array
+
+
+def _raw_key(key):
+    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def _normalise(x):
+    return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
+
+
+class Trainer:
+    """Pure training functions for one environment kind (see module docstring)."""
+
+    def __init__(self, config: PPOConfig, env, env_params):
+        self.config = config
+        self.env = env
+        self.env_params = env_params
+        self.graph = env.graph()
+        self.n_heads = 2 if config.lagrangian else 1
+        obs_shape = tuple(env.obs_shape)
+        if config.encoder == "gru":
+            if len(obs_shape) != 2:
+                raise ValueError(f"encoder 'gru' needs obs [T, F] per agent, got {obs_shape}")
+            obs_features = obs_shape[-1]
+        else:
+            obs_features = int(jnp.prod(jnp.array(obs_shape)))
+        self.net_kwargs = dict(
+            obs_features=obs_features,
+            n_actions=env.n_actions,
+            hidden=config.hidden,
+            encoder=config.encoder,
+            gnn_rounds=config.gnn_rounds,
+            n_edge_types=max(int(jnp.max(self.graph.edge_type, initial=0)) + 1, 1),
+            critic=config.critic,
+            n_value_heads=self.n_heads,
+        )
+        self.graphdef, _ = networks.init_params(jax.random.PRNGKey(0), **self.net_kwargs)
+        c = config
+        self.batch = c.n_envs * c.n_steps
+        self.mb = self.batch // c.n_minibatches
+
+    # ---- network --------------------------------------------------------------------------
+
+    def forward(self, params, obs):
+        """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``."""
+        if self.config.encoder == "mlp":
+            obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
+        g = self.graph
+        return networks.apply_model(
+            self.graphdef,
+            params,
+            obs.astype(jnp.float32),
+            senders=g.senders,
+            receivers=g.receivers,
+            edge_type=g.edge_type,
+            edge_mask=g.edge_mask,
+            node_mask=g.node_mask,
+        )
+
+    def _optimizer(self, hp):
+        return optax.chain(
+            optax.clip_by_global_norm(self.config.max_grad_norm),
+            optax.inject_hyperparams(optax.adam)(learning_rate=hp["lr"], eps=1e-5),
+        )
+
+    # ---- init / update --------------------------------------------------------------------
+
+    def init(self, key, hparams: dict | None = None) -> RunnerState:
+        """A fresh ``RunnerState`` from a PRNG key (typed or raw) and optional hyper-parameters."""
+        hp = self.config.hparams(**(hparams or {}))
+        key = _raw_key(key)
+        key, k_net, k_env = jax.random.split(key, 3)
+        _, params = networks.init_params(k_net, **self.net_kwargs)
+        opt_state = self._optimizer(hp).init(params)
+        env_keys = jax.random.split(k_env, self.config.n_envs)
+        obs, env_state = jax.vmap(self.env.reset, (0, None))(env_keys, self.env_params)
+        obs = obs.astype(jnp.float32)
+        n = self.config.n_envs
+        return RunnerState(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            lagrange=jnp.asarray(hp["lambda_init"], jnp.float32),
+            update=jnp.int32(0),
+            hparams=hp,
+            ep_return=jnp.zeros((n,), jnp.float32),
+            ep_cost=jnp.zeros((n,), jnp.float32),
+        )
+
+    def _rollout(self, rs: RunnerState):
+        c = self.config
+
+        def step(carry, key):
+            env_state, obs, ep_ret, ep_cost = carry
+            k_act, k_env = jax.random.split(key)
+            logits, values = self.forward(rs.params, obs)
+            action = jax.random.categorical(k_act, logits)
+            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[
+                ..., 0
+            ]
+            keys = jax.random.split(k_env, c.n_envs)
+            obs2, env_state2, reward, done, info = jax.vmap(self.env.step, (0, 0, 0, None))(
+                keys, env_state, action, self.env_params
+            )
+            _, v_next = self.forward(rs.params, info["final_obs"])
+            obs2 = obs2.astype(jnp.float32)  # the trainer works in float32 (also under x64)
+            reward = reward.astype(jnp.float32)
+            cost = info.get("cost", jnp.zeros_like(reward)).astype(jnp.float32)
+            if c.lagrangian:
+                sig = jnp.stack([reward, cost], -1)
+            else:  # a scalarised reward (cost_weight = 0: the plain reward)
+                sig = (reward - rs.hparams["cost_weight"] * cost)[..., None]
+            sig = sig.astype(jnp.float32)
+            ep_ret = ep_ret + jnp.mean(reward, -1)
+            ep_cost = ep_cost + jnp.mean(cost, -1)
+            env_metrics = {
+                k: v.astype(jnp.float32)
+                for k, v in info.items()
+                if k not in ("final_obs", "terminated", "truncated") and v.shape == (c.n_envs,)
+            }
+            tr = dict(
+                obs=obs,
+                action=action,
+                logp=logp,
+                value=values,
+                signal=sig,
+                v_next=v_next,
+                terminated=info["terminated"],
+                done=done,
+                ep_ret=jnp.where(done, ep_ret, 0.0),
+                ep_cost=jnp.where(done, ep_cost, 0.0),
+                cost=jnp.mean(cost, -1),
+                reward=jnp.mean(reward, -1),
+                env=env_metrics,
+            )
+            ep_ret = jnp.where(done, 0.0, ep_ret)
+            ep_cost = jnp.where(done, 0.0, ep_cost)
+            return (env_state2, obs2, ep_ret, ep_cost), tr
+
+        key, k_roll = jax.random.split(rs.key)
+        carry, traj = jax.lax.scan(
+            step,
+            (rs.env_state, rs.obs, rs.ep_return, rs.ep_cost),
+            jax.random.split(k_roll, c.n_steps),
+        )
+        return key, carry, traj
+
+    def _loss(self, params, mb, hp):
+        logits, values = self.forward(params, mb["obs"])
+        logp_all = jax.nn.log_softmax(logits)
+        logp = jnp.take_along_axis(logp_all, mb["action"][..., None], axis=-1)[..., 0]
+        ratio = jnp.exp(logp - mb["logp"])
+        adv = mb["adv"]
+        clipped = jnp.clip(ratio, 1.0 - hp["clip"], 1.0 + hp["clip"])
+        pg_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+        v_old = mb["value"]
+        v_clip = v_old + jnp.clip(values - v_old, -hp["clip"], hp["clip"])
+        v_loss = 0.5 * jnp.mean(
+            jnp.sum(jnp.maximum((values - mb["ret"]) ** 2, (v_clip - mb["ret"]) ** 2), -1)
+        )
+        entropy = -jnp.mean(jnp.sum(jnp.exp(logp_all) * logp_all, -1))
+        total = pg_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
+        kl = jnp.mean((ratio - 1.0) - jnp.log(ratio))
+        clip_frac = jnp.mean((jnp.abs(ratio - 1.0) > hp["clip"]).astype(jnp.float32))
+        return total, dict(
+            pg_loss=pg_loss, v_loss=v_loss, entropy=entropy, approx_kl=kl, clip_frac=clip_frac
+        )
+
+    def _update_step(self, rs: RunnerState, _):
+        c = self.config
+        hp = rs.hparams
+        key, (env_state, obs, ep_ret, ep_cost), tr = self._rollout(rs)
+        T, E = c.n_steps, c.n_envs
+        bshape = (T, E, 1, 1)
+        adv, ret = gae(
+            tr["signal"],
+            tr["value"],
+            tr["v_next"],
+            tr["terminated"].reshape(bshape),
+            tr["done"].reshape(bshape),
+            hp["gamma"],
+            hp["gae_lambda"],
+        )
+        lam = rs.lagrange
+        if c.lagrangian:
+            actor_adv = (_normalise(adv[..., 0]) - lam * _normalise(adv[..., 1])) / (1.0 + lam)
+            mean_cost = jnp.mean(tr["cost"])
+            new_lam = jnp.maximum(lam + hp["lambda_lr"] * (mean_cost - hp["cost_limit"]), 0.0)
+        else:
+            actor_adv = _normalise(adv[..., 0])
+            new_lam = lam
+        data = dict(
+            obs=tr["obs"],
+            action=tr["action"],
+            logp=tr["logp"],
+            value=tr["value"],
+            adv=actor_adv,
+            ret=ret,
+        )
+        data = jax.tree.map(lambda x: x.reshape((self.batch,) + x.shape[2:]), data)
+        opt = self._optimizer(hp)
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def epoch(carry, k):
+            params, opt_state = carry
+            perm = jax.random.permutation(k, self.batch)
+            shuffled = jax.tree.map(
+                lambda x: x[perm].reshape((c.n_minibatches, self.mb) + x.shape[1:]), data
+            )
+
+            def minibatch(carry, mb):
+                params, opt_state = carry
+                (_, aux), grads = grad_fn(params, mb, hp)
+                updates, opt_state = opt.update(grads, opt_state, params)
+                params = optax.apply_updates(params, updates)
+                return (params, opt_state), aux
+
+            (params, opt_state), aux = jax.lax.scan(minibatch, (params, opt_state), shuffled)
+            return (params, opt_state), aux
+
+        key, k_ep = jax.random.split(key)
+        (params, opt_state), aux = jax.lax.scan(
+            epoch, (rs.params, rs.opt_state), jax.random.split(k_ep, c.epochs)
+        )
+        n_done = jnp.sum(tr["done"])
+        metrics = {k: jnp.mean(v) for k, v in aux.items()}
+        metrics.update(
+            reward=jnp.mean(tr["reward"]),
+            cost=jnp.mean(tr["cost"]),
+            episodes=n_done.astype(jnp.float32),
+            episode_return=jnp.sum(tr["ep_ret"]) / jnp.maximum(n_done, 1),
+            episode_cost=jnp.sum(tr["ep_cost"]) / jnp.maximum(n_done, 1),
+            lagrange=lam,
+            value=jnp.mean(tr["value"][..., 0]),
+        )
+        metrics.update({k: jnp.mean(v) for k, v in tr["env"].items()})
+        rs = RunnerState(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            lagrange=new_lam,
+            update=rs.update + 1,
+            hparams=hp,
+            ep_return=ep_ret,
+            ep_cost=ep_cost,
+        )
+        return rs, metrics
+
+    def update(self, rs: RunnerState):
+        """``updates_per_chunk`` PPO updates: ``-> (state, metrics)``, metrics ``[chunk]`` each."""
+        return jax.lax.scan(self._update_step, rs, None, length=self.config.updates_per_chunk)
+
+    def train(self, key, hparams: dict | None = None):
+        """All ``n_updates`` updates from ``key``: ``-> (state, metrics[n_updates])``. One
+        jittable function of the key (and hyper-parameters): ``jax.vmap`` it over seeds."""
+        rs = self.init(key, hparams)
+        n_chunks = self.config.n_updates // self.config.updates_per_chunk
+        rs, metrics = jax.lax.scan(lambda s, _: self.update(s), rs, None, length=n_chunks)
+        return rs, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+
+    # ---- acting ---------------------------------------------------------------------------
+
+    def act(self, params, obs, key=None):
+        """Actions of the learned policy: sampled with ``key``, greedy (argmax) without."""
+        logits, _ = self.forward(params, obs)
+        if key is None:
+            return jnp.argmax(logits, -1).astype(jnp.int32)
+        return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:
+    """``Trainer`` for ``env`` (a ``cfmimo_jax.envs.MultiAgentEnv``) with ``env_params``."""
+    if isinstance(config, dict):
+        config = PPOConfig.from_dict(config)
+    return Trainer(config, env, env_params)
+
+
+def evaluate_policy(env, env_params, policy, key, n_envs: int, n_steps: int):
+    """Run ``policy(obs[n_envs, A, ...], key) -> actions`` for ``n_steps`` steps on ``n_envs``
+    environments (the same episodes for every policy given the same key). Returns the per-step
+    means of every scalar ``info`` metric and of reward and cost, each ``[n_steps]``."""
+    k_reset, k_run = jax.random.split(_raw_key(key))
+    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, n_envs), env_params)
+
+    def step(carry, key):
+        obs, state = carry
+        k_pol, k_env = jax.random.split(key)
+        a = policy(obs, k_pol)
+        obs, state, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
+            jax.random.split(k_env, n_envs), state, a, env_params
+        )
+        out = {
+            k: jnp.mean(v)
+            for k, v in info.items()
+            if k not in ("final_obs", "terminated", "truncated") and v.shape == (n_envs,)
+        }
+        out["reward"] = jnp.mean(reward)
+        if "cost" in info:
+            out["cost"] = jnp.mean(info["cost"])
+        return (obs, state), out
+
+    _, out = jax.lax.scan(step, (obs, state), jax.random.split(k_run, n_steps))
+    return out

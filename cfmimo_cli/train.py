@@ -1,0 +1,293 @@
+"""``cfmimo train`` and ``cfmimo evaluate --run``: multi-agent RL on a scenario.
+
+Training drives the jitted ``Trainer.update`` (a chunk of PPO updates) from Python, chunk by
+chunk: the next chunk is dispatched before the previous chunk's metrics are fetched, so logging
+never stalls the device. Outputs in ``--out DIR``: ``config.yaml`` (resolved), ``metrics.jsonl``
+(one line per update), ``checkpoints/`` (Orbax, the whole ``RunnerState``), ``summary.json``
+(final evaluation of the learned policy against the heuristics on the same episodes) and
+``learning_curves.png``. ``--resume`` restores the latest checkpoint and continues; the result
+equals that of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import ConfigError
+
+ALGORITHMS = {
+    "mappo": dict(critic="central", lagrangian=False),
+    "ippo": dict(critic="local", lagrangian=False),
+    "mappo_lagr": dict(critic="central", lagrangian=True),
+    "ippo_lagr": dict(critic="local", lagrangian=True),
+}
+SCENARIOS = ("ap_selection",)
+
+
+def validate_train(config: dict[str, Any]) -> None:
+    """Check a train configuration before any compute (``ConfigError`` names the key)."""
+    if config["scenario"] not in SCENARIOS:
+        raise ConfigError(f"scenario must be one of {SCENARIOS}, got {config['scenario']!r}")
+    if config["algorithm"] not in ALGORITHMS:
+        raise ConfigError(
+            f"algorithm must be one of {sorted(ALGORITHMS)}, got {config['algorithm']!r}"
+        )
+    if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
+        raise ConfigError(f"seed must be an integer, got {config['seed']!r}")
+    ce = config["checkpoint_every"]
+    if not isinstance(ce, int) or ce < 1:
+        raise ConfigError(f"checkpoint_every must be a positive integer, got {ce!r}")
+    for name in ("n_envs", "n_steps"):
+        v = config["eval"][name]
+        if not isinstance(v, int) or v < 1:
+            raise ConfigError(f"eval.{name} must be a positive integer, got {v!r}")
+    ks = config["eval"]["k_strongest"]
+    if not isinstance(ks, list) or not all(isinstance(k, int) and k >= 1 for k in ks):
+        raise ConfigError(f"eval.k_strongest must be a list of positive integers, got {ks!r}")
+    try:
+        build(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def build(config: dict[str, Any]):
+    """``(env, env_params, trainer)`` of a configuration."""
+    from algorithms.mappo import make_train
+    from cfmimo_jax.envs import ap_selection
+
+    env, params = ap_selection.make(dict(config["env"]))
+    tcfg = dict(config["trainer"], **ALGORITHMS[config["algorithm"]])
+    return env, params, make_train(tcfg, env, params)
+
+
+def _policies(config, env, trainer):
+    """Evaluation policies ``name -> policy(obs, key, params)``."""
+    import jax.numpy as jnp
+
+    from cfmimo_jax.envs import ap_selection
+
+    L, K = env.L, env.K
+    pols = {}
+    for k in config["eval"]["k_strongest"]:
+        if k <= L:
+            pols[f"{k}-strongest"] = lambda obs, key, p, k=k: ap_selection.k_strongest(obs, L, K, k)
+    pols["all-on"] = lambda obs, key, p: ap_selection.all_on(obs)
+    pols["learned (greedy)"] = lambda obs, key, p: trainer.act(p, obs)
+    pols["learned (sampled)"] = lambda obs, key, p: trainer.act(p, obs, key)
+    del jnp
+    return pols
+
+
+def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str, float]]:
+    """Learned policy and heuristics on the same episodes: mean of each metric per policy."""
+    import jax
+
+    from algorithms.mappo import evaluate_policy
+
+    key = jax.random.PRNGKey(config["seed"] + 1_000_003)
+    ev = config["eval"]
+    out = {}
+    for name, pol in _policies(config, env, trainer).items():
+        fn = jax.jit(
+            lambda key, p, pol=pol: evaluate_policy(
+                env, env_params, lambda o, kk: pol(o, kk, p), key, ev["n_envs"], ev["n_steps"]
+            )
+        )
+        res = jax.device_get(fn(key, params))
+        out[name] = {k: float(np.mean(v)) for k, v in res.items()}
+        out[name]["ci95"] = {k: float(1.96 * np.std(v) / math.sqrt(len(v))) for k, v in res.items()}
+    return out
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+def _save(manager, step: int, state) -> None:
+    ocp = _checkpointer()
+    manager.save(step, args=ocp.args.StandardSave(state))
+
+
+def _restore(manager, abstract_state):
+    ocp = _checkpointer()
+    step = manager.latest_step()
+    return step, manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def _manager(out_dir: Path):
+    ocp = _checkpointer()
+    return ocp.CheckpointManager(
+        (out_dir / "checkpoints").resolve(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+    )
+
+
+def train(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_chunks: int | None = None,
+    stream=None,
+) -> dict[str, Any]:
+    """Train as configured; returns the summary (also ``summary.json``).
+
+    ``stop_after_chunks`` stops early (after checkpointing), simulating an interruption.
+    """
+    validate_train(config)
+    import jax
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = out_dir / "config.yaml"
+    if resume and cfg_path.is_file():
+        saved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        if saved != config:
+            raise ConfigError(
+                f"--resume: the configuration differs from the one in {cfg_path}; "
+                "resume with the same configuration"
+            )
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    env, env_params, trainer = build(config)
+    tc = trainer.config
+    n_chunks = tc.n_updates // tc.updates_per_chunk
+    init = jax.jit(trainer.init)
+    update = jax.jit(trainer.update)
+    state = init(jax.random.PRNGKey(config["seed"]))
+    manager = _manager(out_dir)
+    metrics_path = out_dir / "metrics.jsonl"
+    start_chunk = 0
+    if resume and manager.latest_step() is not None:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+        start_chunk, state = _restore(manager, abstract)
+        # keep only the metrics the restored state had produced
+        n_keep = start_chunk * tc.updates_per_chunk
+        if metrics_path.is_file():
+            lines = metrics_path.read_text(encoding="utf-8").splitlines()[:n_keep]
+            metrics_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    elif metrics_path.is_file():
+        metrics_path.unlink()
+
+    steps_per_update = tc.n_envs * tc.n_steps
+    t0 = time.perf_counter()
+    pending = None  # (chunk index, metrics future)
+    bar = tqdm(
+        total=n_chunks * tc.updates_per_chunk,
+        initial=start_chunk * tc.updates_per_chunk,
+        desc="updates",
+        unit="upd",
+        disable=not progress,
+    )
+
+    def flush(item):
+        chunk, m = item
+        m = jax.device_get(m)
+        with metrics_path.open("a", encoding="utf-8") as f:
+            for i in range(tc.updates_per_chunk):
+                u = chunk * tc.updates_per_chunk + i + 1
+                row = {"update": u, "env_steps": u * steps_per_update}
+                row.update({k: float(v[i]) for k, v in m.items()})
+                f.write(json.dumps(row) + "\n")
+        bar.update(tc.updates_per_chunk)
+        bar.set_postfix(
+            ret=f"{float(m['episode_return'][-1]):.2f}",
+            se=f"{float(m.get('mean_se', [math.nan])[-1]):.2f}",
+            aps=f"{float(m.get('active_aps', [math.nan])[-1]):.1f}",
+        )
+
+    stopped = False
+    for chunk in range(start_chunk, n_chunks):
+        state, m = update(state)  # dispatched asynchronously
+        if pending is not None:
+            flush(pending)
+        pending = (chunk, m)
+        done_chunks = chunk + 1
+        if done_chunks % config["checkpoint_every"] == 0 or done_chunks == n_chunks:
+            _save(manager, done_chunks, state)
+        if stop_after_chunks is not None and done_chunks - start_chunk >= stop_after_chunks:
+            stopped = done_chunks < n_chunks
+            if stopped and done_chunks % config["checkpoint_every"]:
+                _save(manager, done_chunks, state)
+            break
+    if pending is not None:
+        flush(pending)
+    manager.wait_until_finished()
+    bar.close()
+    train_s = time.perf_counter() - t0
+    if stopped:
+        return {"stopped_after_chunk": done_chunks, "state": state}
+
+    results = evaluate_run(config, state.params, env, env_params, trainer)
+    rows = [json.loads(x) for x in metrics_path.read_text(encoding="utf-8").splitlines()]
+    from .plots import plot_learning_curves
+
+    plot_learning_curves(rows, out_dir / "learning_curves.png", title=_title(config))
+    summary = {
+        "command": "train",
+        "config": config,
+        "train_wall_s": train_s,
+        "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
+        "final_lagrange": float(state.lagrange),
+        "evaluation": results,
+        "outputs": ["config.yaml", "metrics.jsonl", "checkpoints/", "summary.json"]
+        + ["learning_curves.png"],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if stream is not False:
+        print(format_eval_table(results), file=stream)
+    summary["state"] = state
+    return summary
+
+
+def _title(config):
+    e = config["env"]
+    return (
+        f"{config['algorithm']} - AP selection {e['n_aps']}x{e['n_ues']} "
+        f"{e['mobility']}, SE target {e['se_target']}"
+    )
+
+
+def format_eval_table(results: dict[str, dict[str, Any]]) -> str:
+    cols = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
+    head = f"{'policy':<20}" + "".join(f"{c:>13}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        lines.append(f"{name:<20}" + "".join(f"{r.get(c, math.nan):>13.3f}" for c in cols))
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(run_dir: str | Path, stream=None) -> dict[str, Any]:
+    """``cfmimo evaluate --run DIR``: the run's latest checkpoint against the heuristics."""
+    import jax
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a training run folder (no config.yaml)")
+    config = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    validate_train(config)
+    env, env_params, trainer = build(config)
+    manager = _manager(run_dir)
+    if manager.latest_step() is None:
+        raise ConfigError(f"{run_dir}/checkpoints holds no checkpoint")
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(config["seed"]))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    step, state = _restore(manager, abstract)
+    results = evaluate_run(config, state.params, env, env_params, trainer)
+    out = {"checkpoint_chunk": step, "evaluation": results}
+    (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    if stream is not False:
+        print(format_eval_table(results), file=stream)
+    return out

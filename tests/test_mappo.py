@@ -1,0 +1,170 @@
+"""The MAPPO engine on a tiny AP-selection network: learning, determinism, resume, multiplier."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algorithms.mappo import PPOConfig, evaluate_policy, make_train
+from cfmimo_cli.config import ConfigError, load_config
+from cfmimo_cli.train import train
+from cfmimo_jax.envs import ap_selection as aps
+
+ENV = {"n_aps": 4, "n_ues": 2, "window_slots": 2, "n_windows": 4, "history": 2, "radius_m": 200}
+TRAINER = dict(
+    n_envs=8,
+    n_steps=4,
+    n_updates=4,
+    updates_per_chunk=2,
+    epochs=2,
+    n_minibatches=2,
+    hidden=8,
+    gnn_rounds=1,
+    lr=3e-3,
+)
+
+
+@pytest.fixture(scope="module")
+def env_params():
+    return aps.make(ENV)
+
+
+@pytest.fixture(scope="module")
+def trainer(env_params):
+    env, params = env_params
+    return make_train(dict(TRAINER, critic="central"), env, params)
+
+
+@pytest.fixture(scope="module")
+def train_fn(trainer):
+    return jax.jit(trainer.train)
+
+
+def test_chunked_updates_equal_train(trainer, train_fn):
+    """The command-line path (init + update chunks) and train(key) give identical numbers."""
+    rs_a, m_a = train_fn(jax.random.PRNGKey(3))
+    rs = jax.jit(trainer.init)(jax.random.PRNGKey(3))
+    upd = jax.jit(trainer.update)
+    ms = []
+    for _ in range(2):
+        rs, m = upd(rs)
+        ms.append(m)
+    for a, b in zip(jax.tree.leaves(rs_a.params), jax.tree.leaves(rs.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(m_a["reward"]), np.concatenate([np.asarray(m["reward"]) for m in ms])
+    )
+    assert int(rs.update) == 4
+
+
+def test_vmap_over_seeds_equals_loop_and_same_key_same_result(trainer, train_fn):
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    rs_v, m_v = jax.jit(jax.vmap(trainer.train))(keys)
+    rs_0, m_0 = train_fn(keys[0])
+    rs_0b, _ = train_fn(keys[0])
+    for a, b, c in zip(
+        jax.tree.leaves(rs_v.params),
+        jax.tree.leaves(rs_0.params),
+        jax.tree.leaves(rs_0b.params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(c))
+    assert not np.allclose(np.asarray(m_v["reward"][0]), np.asarray(m_v["reward"][1]))
+
+
+def test_vmap_over_hyperparameters(trainer):
+    hp = {"lr": jnp.array([1e-3, 3e-3]), "ent_coef": jnp.array([0.0, 0.05])}
+    rs, m = jax.jit(jax.vmap(trainer.train, in_axes=(None, 0)))(jax.random.PRNGKey(1), hp)
+    assert m["reward"].shape == (2, 4)
+    np.testing.assert_allclose(np.asarray(rs.hparams["lr"]), [1e-3, 3e-3])
+
+
+def test_lagrange_multiplier_follows_cost(env_params):
+    """Seed 003 eq. (14): the multiplier rises while the cost exceeds its limit, else falls."""
+    env, params = env_params
+    params = dataclasses.replace(params, se_target=50.0)  # always short: cost > 0
+    tr = make_train(dict(TRAINER, lagrangian=True, lambda_init=1.0, lambda_lr=0.1), env, params)
+    rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0), {"cost_limit": 0.0})
+    lam = np.asarray(m["lagrange"])
+    assert np.all(np.diff(lam) > 0) and float(rs.lagrange) > lam[-1]
+    cost = np.asarray(m["cost"])
+    np.testing.assert_allclose(np.diff(lam), 0.1 * cost[:-1], rtol=1e-5)
+    rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0), {"cost_limit": 1e3})
+    lam = np.asarray(m["lagrange"])
+    assert np.all(np.diff(lam) < 0) or float(rs.lagrange) == 0.0
+    assert float(rs.lagrange) >= 0.0  # projection onto the non-negative reals
+
+
+def test_short_training_improves_return(env_params):
+    """Seeded, small: the trained policy beats the untrained one on the same episodes."""
+    env, params = env_params
+    cfg = dict(
+        TRAINER,
+        n_envs=16,
+        n_updates=40,
+        updates_per_chunk=40,
+        epochs=4,
+        lr=1e-2,
+        cost_weight=1.0,
+        gamma=0.5,
+    )
+    tr = make_train(cfg, env, params)
+    rs0 = tr.init(jax.random.PRNGKey(0))
+    rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0))
+
+    def score(p):
+        pol = lambda o, k: tr.act(p, o, k)  # noqa: E731
+        out = jax.jit(lambda k: evaluate_policy(env, params, pol, k, 64, 8))(jax.random.PRNGKey(42))
+        return float(np.mean(out["reward"]) - np.mean(out["cost"]))
+
+    before, after = score(rs0.params), score(rs.params)
+    assert after > before + 0.1, (before, after)
+
+
+def _cli_config():
+    cfg = load_config(None, [], command="train")
+    cfg["env"].update(ENV)
+    cfg["trainer"].update(TRAINER)
+    cfg["eval"].update(n_envs=4, n_steps=2, k_strongest=[1])
+    cfg["checkpoint_every"] = 1
+    return cfg
+
+
+def test_resume_gives_same_parameters(tmp_path):
+    cfg = _cli_config()
+    full = train(copy.deepcopy(cfg), tmp_path / "full", progress=False, stream=False)
+    part = train(copy.deepcopy(cfg), tmp_path / "part", progress=False, stop_after_chunks=1)
+    assert part["stopped_after_chunk"] == 1
+    resumed = train(copy.deepcopy(cfg), tmp_path / "part", resume=True, progress=False)
+    for a, b in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(resumed["state"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    lines_full = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    lines_res = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert lines_full == lines_res
+    for f in ("summary.json", "learning_curves.png", "config.yaml"):
+        assert (tmp_path / "part" / f).is_file()
+    assert "learned (greedy)" in resumed["evaluation"]
+
+
+def test_bad_trainer_config(env_params):
+    env, params = env_params
+    with pytest.raises(ValueError, match="n_minibatches"):
+        PPOConfig(n_envs=3, n_steps=3, n_minibatches=2)
+    with pytest.raises(ValueError, match="critic"):
+        PPOConfig(critic="global")
+    with pytest.raises(ValueError, match="unknown trainer"):
+        make_train({"n_env": 4}, env, params)
+    with pytest.raises(ValueError, match="updates_per_chunk"):
+        PPOConfig(n_updates=5, updates_per_chunk=2)
+    cfg = _cli_config()
+    cfg["algorithm"] = "sac"
+    with pytest.raises(ConfigError, match="algorithm"):
+        train(cfg, "/tmp/never", progress=False)
+    with pytest.raises(ConfigError, match="trainer.nope"):
+        load_config(None, ["trainer.nope=1"], command="train")
