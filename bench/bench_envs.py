@@ -1,0 +1,590 @@
+#!/usr/bin/env python
+"""Benchmark: AP-selection environment steps per second, JAX (vmap + scan) vs a NumPy loop.
+
+Usage (from the repository root)::
+
+    python bench/bench_envs.py [--quick] [--out bench/RESULTS_envs.md]
+
+One environment step is one selection window (``window_slots`` = 10 slots of mobility, LoS
+channels and MRT SE) of one network; agent steps = environment steps x ``n_agents`` (``L K``).
+
+* JAX: ``cfmimo_jax.envs.ap_selection`` (``env.step``, with auto-reset) under
+  ``jax.vmap`` over ``n_envs`` environments, driven by ``jax.lax.scan`` over ``n_steps`` steps
+  inside one ``jax.jit``; the actions are computed inside the scan (k-strongest with k = 2 from
+  the observation, or uniform random 0/1). Compile time (``lower().compile()``) is reported
+  apart; the steady state is the median of a few calls of the compiled rollout, each fed the
+  state the previous one returned, with ``block_until_ready``. Default precision (float32);
+  a few points are repeated in float64 (the NumPy precision) in a subprocess.
+* NumPy: ``bench/numpy_ap_selection.py``, one environment, ``env.step`` in a Python loop for a
+  fixed number of steps (the policy computed in the loop too), median of a few repeats.
+
+Both run in the same process on the same machine; the ratio is JAX steps/s over the NumPy
+loop's steps/s for the same configuration and policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIGS = {
+    "medium": dict(n_aps=20, n_ues=6, mobility="pedestrian"),
+    "large": dict(n_aps=64, n_ues=16, mobility="pedestrian"),
+}
+N_ENVS = (1, 4, 16, 64, 256, 1024, 4096)
+K_STRONGEST = 2
+
+
+# ---- machine --------------------------------------------------------------------------------
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(*args):
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _mem_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def machine_info():
+    import jax
+
+    env_files = [
+        "cfmimo_jax/envs",
+        "cfmimo_jax/geometry.py",
+        "cfmimo_jax/pathloss.py",
+        "cfmimo_jax/power.py",
+        "bench/numpy_ap_selection.py",
+        "bench/bench_envs.py",
+    ]
+    dirty = _git("status", "--porcelain", "--", *env_files)
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": dirty or "",
+        "mem_gib": (_mem_available() or 0) / 2**30,
+        "blas_env": {
+            k: os.environ[k]
+            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
+            if k in os.environ
+        },
+    }
+
+
+# ---- NumPy loop -----------------------------------------------------------------------------
+
+
+def time_numpy(cfg, policy, n_steps, repeats, seed=0):
+    from bench.numpy_ap_selection import APSelectionNumPy, k_strongest
+
+    cfg = dict(cfg)
+    L, K = cfg.pop("n_aps"), cfg.pop("n_ues")
+    env = APSelectionNumPy(L, K, seed=seed, **cfg)
+    rng = np.random.default_rng(seed + 1)
+    obs = env.reset()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            if policy == "k-strongest":
+                act = k_strongest(obs, L, K, K_STRONGEST)
+            else:
+                act = rng.integers(0, 2, L * K)
+            obs, _, _, _ = env.step(act)
+        runs.append(time.perf_counter() - t0)
+    t = statistics.median(runs)
+    return {
+        "steps_per_s": n_steps / t,
+        "runs_s": runs,
+        "n_steps": n_steps,
+        "load1": os.getloadavg()[0],
+    }
+
+
+# ---- JAX vmap + scan ------------------------------------------------------------------------
+
+
+def make_rollout(env, params, n_envs, n_steps, policy, auto_reset=True):
+    import jax
+    import jax.numpy as jnp
+
+    from cfmimo_jax.envs import ap_selection as aps
+
+    if auto_reset:
+        v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    else:  # diagnostic: the step without the auto-reset branch (episodes never end)
+
+        def _no_reset(key, state, act, params):
+            obs, state, reward, term, trunc, info = env.step_env(key, state, act, params)
+            return obs, state, reward, jnp.logical_or(term, trunc), info
+
+        v_step = jax.vmap(_no_reset, in_axes=(0, 0, 0, None))
+
+    def rollout(key, state, obs):
+        def body(carry, key):
+            state, obs, acc = carry
+            k_act, k_env = jax.random.split(key)
+            if policy == "k-strongest":
+                act = aps.k_strongest(obs, env.L, env.K, K_STRONGEST)
+            else:
+                act = jax.random.bernoulli(k_act, 0.5, (n_envs, env.n_agents)).astype(jnp.int32)
+            obs, state, reward, done, info = v_step(
+                jax.random.split(k_env, n_envs), state, act, params
+            )
+            # consume the outputs so that nothing is dead code
+            acc = acc + jnp.sum(reward) + jnp.sum(info["mean_se"]) + jnp.sum(info["cost"])
+            acc = acc + jnp.sum(done) + jnp.sum(info["power_w"]) + jnp.sum(info["frac_target"])
+            return (state, obs, acc), None
+
+        zero = jnp.zeros((), jnp.result_type(float))
+        (state, obs, acc), _ = jax.lax.scan(
+            body, (state, obs, zero), jax.random.split(key, n_steps)
+        )
+        return state, obs, acc
+
+    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
+    return jax.jit(rollout), reset
+
+
+def time_jax(
+    cfg, n_envs, n_steps, policy, repeats, warmup, mem_limit=None, seed=0, auto_reset=True
+):
+    import jax
+
+    from cfmimo_jax.envs import ap_selection as aps
+
+    env, params = aps.make(cfg)
+    rollout, reset = make_rollout(env, params, n_envs, n_steps, policy, auto_reset)
+    key = jax.random.PRNGKey(seed)
+    obs, state = reset(jax.random.split(key, n_envs), params)
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    compiled = rollout.lower(key, state, obs).compile()
+    compile_s = time.perf_counter() - t0
+    mem = None
+    try:
+        m = compiled.memory_analysis()
+        mem = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+    except Exception:  # noqa: BLE001 (not every backend reports it)
+        pass
+    out = {"n_envs": n_envs, "n_steps": n_steps, "compile_s": compile_s, "mem_bytes": mem}
+    if mem is not None and mem_limit is not None and mem > mem_limit:
+        out["skipped"] = f"needs {mem / 2**30:.1f} GiB > {mem_limit / 2**30:.1f} GiB available"
+        return out
+    runs = []
+    try:
+        for i in range(warmup + repeats):
+            key, sub = jax.random.split(key)
+            t0 = time.perf_counter()
+            state, obs, acc = compiled(sub, state, obs)
+            jax.block_until_ready((state, obs, acc))
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                runs.append(dt)
+    except Exception as e:  # noqa: BLE001 (out of memory at run time)
+        if "RESOURCE_EXHAUSTED" in str(e) or isinstance(e, MemoryError):
+            out["skipped"] = f"out of memory at run time ({type(e).__name__})"
+            return out
+        raise
+    t = statistics.median(runs)
+    out.update(
+        load1=os.getloadavg()[0],
+        steps_per_s=n_envs * n_steps / t,
+        agent_steps_per_s=n_envs * n_steps * env.n_agents / t,
+        runs_s=runs,
+        finite=bool(np.isfinite(float(acc))),
+    )
+    return out
+
+
+def steps_per_call(n_envs, target, min_steps=2, max_steps=256):
+    return int(min(max_steps, max(min_steps, math.ceil(target / n_envs))))
+
+
+def x64_worker(spec):
+    """Subprocess: one float64 point ``config:policy:n_envs:n_steps:repeats``, JSON on stdout."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    name, policy, n_envs, n_steps, repeats = spec.split(":")
+    res = time_jax(
+        CONFIGS[name], int(n_envs), int(n_steps), policy, int(repeats), 0, _mem_available()
+    )
+    print("X64RESULT " + json.dumps(res))
+
+
+def run_x64(name, policy, n_envs, n_steps, repeats):
+    spec = f"{name}:{policy}:{n_envs}:{n_steps}:{repeats}"
+    cmd = [sys.executable, os.path.abspath(__file__), "--x64-worker", spec]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("X64RESULT "):
+            return json.loads(line[len("X64RESULT ") :])
+    return {"n_envs": n_envs, "skipped": f"worker failed (rc {out.returncode})"}
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def _f(x):
+    """Compact number: 3 significant digits, k / M suffixes."""
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.3g}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.3g}k"
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}"
+
+
+def write_report(path, info, setup, results, wall):
+    L = []
+    add = L.append
+    add("# Environment benchmark: AP selection, JAX vmap + scan vs a NumPy loop")
+    add("")
+    add(f"Generated by `python bench/bench_envs.py{' --quick' if setup['quick'] else ''}` ")
+    add(f"(total wall time {wall:.0f} s).")
+    add("")
+    add("## What is measured")
+    add("")
+    add(
+        "One **environment step** = one selection window of one network: `window_slots` = 10 "
+        "slots, each moving the UEs (random waypoint), recomputing the LoS channels of all AP-UE "
+        "pairs (UMa LoS path loss, positional shadowing field with 64 random Fourier terms per "
+        "AP, 3-D distance phase) and the per-UE MRT SE; then reward, cost and metrics; "
+        "auto-reset after 10 windows (a reset drops a new network and plays one warm-up window). "
+        "**Agent steps** = environment steps x `n_agents` (one agent per AP-UE pair)."
+    )
+    add("")
+    add(
+        "- Configurations: medium = 20 APs x 6 UEs (120 agents), large = 64 APs x 16 UEs "
+        "(1024 agents), pedestrian mobility, all other parameters at the defaults of "
+        "`cfmimo_jax.envs.ap_selection`."
+    )
+    add(
+        "- JAX: `jax.jit` of a `lax.scan` over `n_steps` steps of `jax.vmap(env.step)` over "
+        "`n_envs` environments, the actions computed inside the scan from the observation "
+        f"(k-strongest, k = {K_STRONGEST}) or drawn uniformly (random 0/1 per agent); the "
+        "rewards, costs and metrics are summed into the carry so nothing is dead code. "
+        "`n_steps` per call = ceil(target / n_envs) clipped to [2, 256] "
+        f"(target {setup['target']['medium']} env steps per call for medium, "
+        f"{setup['target']['large']} for large). Compile time = `lower().compile()` (ahead of "
+        "time, reported apart). Steady state: median of "
+        f"{setup['repeats']} calls of the compiled rollout after {setup['warmup']} warm-up "
+        "call(s) (no warm-up when one call is expected to exceed 20 s), each call fed the "
+        "state the previous one returned, timed with `block_until_ready`. Default precision "
+        "float32 (JAX's default); a few points in float64 (NumPy's precision) in a subprocess "
+        "with `jax_enable_x64`."
+    )
+    add(
+        "- NumPy: `bench/numpy_ap_selection.py` (float64, one environment, a Python loop over "
+        "the slots of a window, vectorised over APs and UEs within a slot; validated against "
+        "the JAX environment in `tests/test_numpy_ap_selection.py`), `env.step` in a Python loop "
+        f"for a fixed number of steps ({setup['np_steps']['medium']} medium, "
+        f"{setup['np_steps']['large']} large, auto-resets included), the same policy computed "
+        f"in the loop; median of {setup['np_repeats']} repeats. Same process, same machine."
+    )
+    add(
+        "- Ratio = JAX steps/s / NumPy-loop steps/s (same configuration and policy). Memory: "
+        "XLA's own estimate for the compiled rollout (arguments + outputs + temporaries). "
+        "Load: the 1-minute load average right after the point was measured; the benchmark "
+        "itself accounts for about 1.5-2 of it on this 2-core machine, more means other jobs "
+        "were competing for the cores during that point."
+    )
+    add("")
+    add("## Machine")
+    add("")
+    add(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
+    add(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} ({info['devices']})")
+    dirty = "clean" if not info["dirty"] else "uncommitted: " + info["dirty"].replace("\n", "; ")
+    add(f"- Code: git commit {info['commit']} (environment and benchmark files {dirty})")
+    add(f"- Memory available at start: {info['mem_gib']:.1f} GiB")
+    la0, la1 = info["load_start"], info["load_end"]
+    add(
+        f"- Load average (1, 5, 15 min) at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
+        f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f}. A shared machine: another job holding one "
+        "of the two cores roughly halves the JAX rate (XLA uses both cores) but barely slows "
+        "the single-threaded NumPy loop, so contended points understate the ratio (see the "
+        "load column)."
+    )
+    if info["blas_env"]:
+        add(f"- Environment: {', '.join(f'{k}={v}' for k, v in info['blas_env'].items())}")
+    add(
+        "- NumPy runs one environment on one thread (the arrays are too small for BLAS "
+        "threads to matter); XLA's CPU backend uses the cores it finds."
+    )
+    add(f"- Peak resident memory of the benchmark process: {info['max_rss_gib']:.1f} GiB")
+    add("")
+    add("## Headline")
+    add("")
+    for line in results["headline"]:
+        add(f"- {line}")
+    add("")
+    for name in setup["configs"]:
+        r = results[name]
+        n_agents = CONFIGS[name]["n_aps"] * CONFIGS[name]["n_ues"]
+        add(f"## {name}: {CONFIGS[name]['n_aps']} APs x {CONFIGS[name]['n_ues']} UEs")
+        add("")
+        for pol, npr in r["numpy"].items():
+            add(
+                f"- NumPy loop, {pol}: **{npr['steps_per_s']:.1f} env steps/s** "
+                f"({_f(npr['steps_per_s'] * n_agents)} agent steps/s; runs "
+                f"{', '.join(f'{x:.2f}' for x in npr['runs_s'])} s for {npr['n_steps']} steps; "
+                f"load {npr['load1']:.1f})"
+            )
+        add("")
+        for pol, rows in r["jax"].items():
+            add(f"### JAX float32, {pol}")
+            add("")
+            add(
+                "| n_envs | steps/call | env steps/s | agent steps/s | ratio to NumPy loop | "
+                "compile (s) | XLA memory (MiB) | runs (s) | load |"
+            )
+            add("|---|---|---|---|---|---|---|---|---|")
+            base = r["numpy"][pol]["steps_per_s"]
+            for row in rows:
+                mem = "-" if row.get("mem_bytes") is None else f"{row['mem_bytes'] / 2**20:.1f}"
+                if "skipped" in row:
+                    add(
+                        f"| {row['n_envs']} | {row.get('n_steps', '-')} | not run: "
+                        f"{row['skipped']} | | | {row.get('compile_s', 0):.1f} | {mem} | | |"
+                    )
+                    continue
+                ratio = row["steps_per_s"] / base
+                runs = ", ".join(f"{x:.2f}" for x in row["runs_s"])
+                add(
+                    f"| {row['n_envs']} | {row['n_steps']} | {_f(row['steps_per_s'])} | "
+                    f"{_f(row['agent_steps_per_s'])} | **{ratio:.2f}x** | "
+                    f"{row['compile_s']:.1f} | {mem} | {runs} | {row['load1']:.1f} |"
+                )
+            add("")
+        d = r.get("diag")
+        if d and "skipped" not in d:
+            ref = {row["n_envs"]: row for row in r["jax"]["k-strongest"]}.get(d["n_envs"], {})
+            ref = ref.get("steps_per_s")
+            add(
+                f"Diagnostic, k-strongest, {d['n_envs']} environments: the same rollout with "
+                "`env.step_env` (no auto-reset, so no discarded reset per step) runs "
+                f"{_f(d['steps_per_s'])} env steps/s"
+                + (f", {d['steps_per_s'] / ref:.2f}x the `env.step` rate." if ref else ".")
+            )
+            add("")
+        if r.get("x64"):
+            add("### JAX float64 (same precision as NumPy), k-strongest")
+            add("")
+            add(
+                "| n_envs | steps/call | env steps/s | ratio to NumPy loop | vs float32 "
+                "| runs (s) |"
+            )
+            add("|---|---|---|---|---|---|")
+            base = r["numpy"]["k-strongest"]["steps_per_s"]
+            f32 = {row["n_envs"]: row for row in r["jax"]["k-strongest"]}
+            for row in r["x64"]:
+                if "skipped" in row:
+                    add(f"| {row['n_envs']} | - | not run: {row['skipped']} | | | |")
+                    continue
+                rel = f32.get(row["n_envs"], {}).get("steps_per_s")
+                rel = "-" if not rel else f"{row['steps_per_s'] / rel:.2f}x"
+                add(
+                    f"| {row['n_envs']} | {row['n_steps']} | {_f(row['steps_per_s'])} | "
+                    f"**{row['steps_per_s'] / base:.2f}x** | {rel} | "
+                    f"{', '.join(f'{x:.2f}' for x in row['runs_s'])} |"
+                )
+            add("")
+    add("## Notes")
+    add("")
+    for line in results["notes"]:
+        add(f"- {line}")
+    add("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (small sizes, < 1 min)")
+    ap.add_argument("--out", default=None, help="markdown report (default bench/RESULTS_envs.md)")
+    ap.add_argument("--configs", default="medium,large")
+    ap.add_argument("--n-envs", default=None, help="comma list (default 1,4,...,4096)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--random-configs",
+        default="medium",
+        help="configurations also timed with random actions (comma list, '' for none)",
+    )
+    ap.add_argument("--no-x64", action="store_true", help="skip the float64 points")
+    ap.add_argument("--x64-worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.x64_worker:
+        x64_worker(args.x64_worker)
+        return 0
+
+    t_start = time.perf_counter()
+    info = machine_info()
+    info["load_start"] = os.getloadavg()
+    configs = [c for c in args.configs.split(",") if c]
+    random_cfgs = {c for c in args.random_configs.split(",") if c}
+    if args.quick:
+        n_envs = [1, 16]
+        target = {"medium": 64, "large": 16}
+        np_steps = {"medium": 20, "large": 4}
+        repeats, warmup = 2, 1
+    else:
+        n_envs = list(N_ENVS)
+        target = {"medium": 2048, "large": 256}
+        np_steps = {"medium": 300, "large": 40}
+        repeats, warmup = args.repeats, 1
+    if args.n_envs:
+        n_envs = [int(x) for x in args.n_envs.split(",")]
+    setup = dict(
+        quick=args.quick,
+        configs=configs,
+        target=target,
+        np_steps=np_steps,
+        np_repeats=repeats,
+        repeats=repeats,
+        warmup=warmup,
+    )
+    results = {"headline": [], "notes": []}
+    for name in configs:
+        cfg = CONFIGS[name]
+        policies = ["k-strongest"] + (["random"] if name in random_cfgs else [])
+        r = {"numpy": {}, "jax": {}}
+        for pol in policies:
+            r["numpy"][pol] = time_numpy(cfg, pol, np_steps[name], repeats)
+            print(f"[{name}] numpy {pol}: {r['numpy'][pol]['steps_per_s']:.1f} steps/s", flush=True)
+        for pol in policies:
+            rows = []
+            prev = None
+            for n in n_envs:
+                steps = steps_per_call(n, target[name])
+                # expected call time from the previous point (cost per env step ~ constant)
+                expect = None if prev is None else n * steps / prev
+                wu = 0 if (expect is not None and expect > 20.0) else warmup
+                row = time_jax(cfg, n, steps, pol, repeats, wu, _mem_available())
+                rows.append(row)
+                if "skipped" in row:
+                    print(f"[{name}] jax {pol} n_envs={n}: {row['skipped']}", flush=True)
+                else:
+                    prev = row["steps_per_s"]
+                    print(
+                        f"[{name}] jax {pol} n_envs={n} x {steps}: {prev:.1f} steps/s "
+                        f"(x{prev / r['numpy'][pol]['steps_per_s']:.2f}), compile "
+                        f"{row['compile_s']:.1f} s",
+                        flush=True,
+                    )
+            r["jax"][pol] = rows
+        # diagnostic: the same rollout with env.step_env (no auto-reset branch)
+        n_diag = [n for n in n_envs if n <= (1024 if name == "medium" else 256)][-1]
+        row = time_jax(
+            cfg,
+            n_diag,
+            steps_per_call(n_diag, target[name]),
+            "k-strongest",
+            repeats,
+            warmup,
+            _mem_available(),
+            auto_reset=False,
+        )
+        r["diag"] = row
+        print(f"[{name}] jax step_env (no reset) n_envs={n_diag}: {row.get('steps_per_s')}")
+        if not args.no_x64:
+            pts = [1, 16] if args.quick else ([1, 4096] if name == "medium" else [1, 1024])
+            r["x64"] = []
+            for n in pts:
+                steps = steps_per_call(n, target[name])
+                row = run_x64(name, "k-strongest", n, steps, repeats)
+                r["x64"].append(row)
+                print(f"[{name}] jax float64 n_envs={n}: {row.get('steps_per_s')}", flush=True)
+        results[name] = r
+        # headline: the largest n_envs that ran
+        ran = [row for row in r["jax"]["k-strongest"] if "skipped" not in row]
+        if ran:
+            top = ran[-1]
+            base = r["numpy"]["k-strongest"]["steps_per_s"]
+            n_agents = cfg["n_aps"] * cfg["n_ues"]
+            results["headline"].append(
+                f"{name} ({cfg['n_aps']}x{cfg['n_ues']}), k-strongest, {top['n_envs']} parallel "
+                f"environments (float32): {_f(top['steps_per_s'])} env steps/s "
+                f"({_f(top['agent_steps_per_s'])} agent steps/s) vs {base:.1f} env steps/s "
+                f"({_f(base * n_agents)} agent steps/s) for the NumPy loop: "
+                f"**{top['steps_per_s'] / base:.2f}x** (target >= 100x: "
+                f"{'met' if top['steps_per_s'] / base >= 100 else 'NOT met'})"
+            )
+    info["load_end"] = os.getloadavg()
+    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    results["notes"] = NOTES
+    out = args.out or os.path.join(ROOT, "bench", "RESULTS_envs.md")
+    write_report(out, info, setup, results, time.perf_counter() - t_start)
+    print(f"wrote {out}")
+    return 0
+
+
+NOTES = [
+    "Each JAX `env.step` computes a full reset (new drop plus one warm-up window of 10 slots) "
+    "for every environment at every step and keeps it only where the episode ended "
+    "(`jnp.where` in `MultiAgentEnv.step`), so about half of the JAX work per step is a "
+    "discarded warm-up window (see the `env.step_env` diagnostic under each configuration). "
+    "The NumPy loop resets only at the end of an episode (every 10th step).",
+    "Most of the per-slot cost is the shadowing field: `evaluate_shadowing` evaluates "
+    "L x K x 64 cosines per slot (7 680 for medium, 65 536 for large) and forms their "
+    "arguments with `einsum('lsd,kd->lks')`, a contraction of size 2 that XLA CPU lowers to a "
+    "dot_general costing more than the cosines themselves. The work per environment step is "
+    "the same in both implementations; on a 2-core CPU both are compute-bound, so batching "
+    "environments with `vmap` adds little throughput beyond the first environment (the gain "
+    "of JAX here comes from fusing the slot loop into one compiled program).",
+    "float64 JAX runs at roughly 0.3-0.5x its float32 rate on this CPU (transcendentals in "
+    "double precision), which is why the float64 points sit near the NumPy loop.",
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
