@@ -3,9 +3,9 @@
 The matrices here are tiny (``N x N`` per AP, ``K x K`` per UE, ``L x L`` for LSFD) and come in
 large batches. jaxlib 0.10's CPU LAPACK kernels split such batches over the intra-op thread
 pool and can deadlock on a 2-core machine (every worker waiting for sub-tasks), so the
-Cholesky factorisation and triangular solves are written as ``lax.fori_loop`` over columns,
-vectorised over the batch. They are differentiable (forward and reverse), run on any backend,
-and cost ``O(n^3)`` per matrix like LAPACK.
+Cholesky factorisation (blocked, batch as the last axis) and the triangular solves are written
+with ``lax.fori_loop`` over columns, vectorised over the batch. They are differentiable (forward
+and reverse), run on any backend, and cost ``O(n^3)`` per matrix like LAPACK.
 """
 
 from __future__ import annotations
@@ -23,26 +23,55 @@ def _ct(A):
     return jnp.conj(jnp.swapaxes(A, -1, -2))
 
 
+_BLOCK = 8
+
+
+def _factor_panel(P, tiny):
+    """Cholesky factor of a panel ``P[m, w, B]`` (batch last) whose top ``w x w`` block is HPD.
+
+    Left-looking over the ``w`` columns: ``v = P[:, t] - Lp conj(Lp[t, :])``,
+    ``Lp[:, t] = v / sqrt(v_t)`` on and below the diagonal (rows below ``w`` give the panel
+    ``A_21 L_11^{-H}`` of the blocked algorithm).
+    """
+    m, w = P.shape[0], P.shape[1]
+    rows = jnp.arange(m)[:, None]
+
+    def body(t, Lp):
+        row = lax.dynamic_index_in_dim(Lp, t, axis=0, keepdims=False)  # Lp[t, :], [w, B]
+        a = lax.dynamic_index_in_dim(P, t, axis=1, keepdims=False)  # P[:, t], [m, B]
+        v = a - jnp.sum(Lp * jnp.conj(row)[None], axis=1)
+        vt = lax.dynamic_index_in_dim(v, t, axis=0, keepdims=False)
+        d = lax.rsqrt(jnp.maximum(jnp.real(vt), tiny)).astype(P.dtype)
+        col = jnp.where(rows >= t, v * d[None], 0.0)
+        return lax.dynamic_update_index_in_dim(Lp, col, t, axis=1)
+
+    return lax.fori_loop(0, w, body, jnp.zeros_like(P))
+
+
 def cholesky(A):
     """Lower Cholesky factor ``Lc`` with ``Lc Lc^H = A`` for HPD ``A[..., n, n]``.
 
-    Left-looking, one column per step: ``v = A[:, j] - Lc conj(Lc[j, :])`` (columns ``>= j`` of
-    ``Lc`` are still zero), ``Lc[:, j] = v / sqrt(v_j)`` on and below the diagonal.
+    Blocked right-looking algorithm with the batch as the last (vectorised) axis: for each
+    block column of width ``w <= 8`` (a static Python loop over ``ceil(n / 8)`` blocks, so the
+    trailing matrix shrinks), factor the panel ``[A_11; A_21]`` column by column
+    (:func:`_factor_panel`, a ``fori_loop`` over ``w`` columns), then update the trailing block
+    ``A_22 -= L_21 L_21^H``. About ``n^3 / 3`` multiply-adds per matrix and one pass over the
+    trailing block per block column (4x faster than an unblocked column loop for ``n = 40``).
     """
     n = A.shape[-1]
-    idx = jnp.arange(n)
+    batch = A.shape[:-2]
     tiny = jnp.finfo(jnp.finfo(A.dtype).dtype).tiny
-
-    def body(j, Lc):
-        row = lax.dynamic_index_in_dim(Lc, j, axis=-2, keepdims=False)  # Lc[j, :]
-        a = lax.dynamic_index_in_dim(A, j, axis=-1, keepdims=False)  # A[:, j]
-        v = a - jnp.einsum("...ik,...k->...i", Lc, jnp.conj(row))
-        vj = lax.dynamic_index_in_dim(v, j, axis=-1, keepdims=False)
-        d = jnp.sqrt(jnp.maximum(jnp.real(vj), tiny)).astype(A.dtype)
-        col = jnp.where(idx >= j, v / d[..., None], 0.0)
-        return lax.dynamic_update_index_in_dim(Lc, col, j, axis=-1)
-
-    return lax.fori_loop(0, n, body, jnp.zeros_like(A))
+    S = jnp.moveaxis(A.reshape((-1, n, n)), 0, -1)  # [n, n, B]
+    panels = []
+    for j0 in range(0, n, _BLOCK):
+        w = min(_BLOCK, n - j0)
+        Pl = _factor_panel(S[:, :w], tiny)  # [n - j0, w, B]
+        panels.append(jnp.pad(Pl, ((j0, 0), (0, 0), (0, 0))))
+        if j0 + w < n:
+            T = Pl[w:]
+            S = S[w:, w:] - jnp.sum(T[:, None] * jnp.conj(T)[None, :], axis=2)
+    Lc = jnp.concatenate(panels, axis=1)  # [n, n, B]
+    return jnp.moveaxis(Lc, -1, 0).reshape(batch + (n, n))
 
 
 def _substitute(T, B, lower: bool):

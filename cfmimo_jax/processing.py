@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate as V
 from .estimation import powers, real_dtype
@@ -65,7 +66,95 @@ def error_noise_matrices(C, D, p):
     return z_full, z_served, z_partial
 
 
-def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None):
+def serving_cap(D, multiple: int = 4):
+    """Static cap ``M >= max_k |M_k|`` for :func:`serving_table`, or ``None`` if ``D`` is traced.
+
+    ``D[L, K]``; the largest number of serving APs of a UE rounded up to ``multiple`` (fewer
+    distinct compiled shapes), at most ``L``.
+    """
+    Dc = V.concrete(D)
+    if Dc is None:
+        return None
+    L = Dc.shape[0]
+    m = int(np.max(np.sum(np.asarray(Dc, bool), axis=0), initial=1))
+    return int(min(L, -(-max(m, 1) // multiple) * multiple))
+
+
+def check_cap(D, max_serving):
+    """Validate a user-supplied ``max_serving`` (``None`` allowed) against a concrete ``D``."""
+    if max_serving is None:
+        return None
+    M = V.positive_int("max_serving", max_serving)
+    Dc = V.concrete(D)
+    if Dc is not None:
+        need = int(np.max(np.sum(np.asarray(Dc, bool), axis=0), initial=0))
+        if M < need:
+            raise ValueError(f"max_serving={M} is smaller than max_k |M_k| = {need}")
+    return M
+
+
+def serving_table(D, max_serving=None):
+    """Serving APs of each UE in a static-size table.
+
+    ``D[L, K]`` -> ``(idx[K, M], mask[K, M])``: ``idx[k, :|M_k|]`` are the APs serving UE ``k``
+    (ascending), the remaining entries distinct non-serving APs with ``mask`` false. ``M`` is
+    ``max_serving`` (static, must be ``>= max_k |M_k|``; not checked inside ``jit``) or ``L``
+    when ``None`` (then ``idx[k] = 0..L-1`` and ``mask = D^T``).
+    """
+    L, K = D.shape
+    M = L if max_serving is None else min(int(max_serving), L)
+    if M == L:
+        return jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (K, L)), D.T
+    order = jnp.argsort(jnp.logical_not(D).astype(jnp.int32), axis=0, stable=True)[:M]  # [M, K]
+    return order.T.astype(jnp.int32), jnp.take_along_axis(D, order, axis=0).T
+
+
+def gram(Y):
+    """``Y^H Y`` over the second-to-last axis: ``Y[..., r, K] -> [..., K, K]``.
+
+    Complex ``Y = A + iB`` uses three real matmuls (XLA's real GEMM is faster than its complex
+    one): ``Re = A^T A + B^T B``, ``Im = X - X^T`` with ``X = A^T B``.
+    """
+    if not jnp.iscomplexobj(Y):
+        return jnp.einsum("...ri,...rj->...ij", Y, Y)
+    A, B = jnp.real(Y), jnp.imag(Y)
+    re = jnp.einsum("...ri,...rj->...ij", A, A) + jnp.einsum("...ri,...rj->...ij", B, B)
+    X = jnp.einsum("...ri,...rj->...ij", A, B)
+    return jax.lax.complex(re, X - jnp.swapaxes(X, -1, -2))
+
+
+def _unit_solve(G, mask=None):
+    """``tau[..., k, :] = (I + G[..., k, :, :])^{-1} e_k`` (Cholesky); ``G[..., K, K, K]``.
+
+    With ``mask[K, K]`` (UEs ``P_k``), ``G_k`` is restricted to ``P_k x P_k`` first.
+    """
+    K = G.shape[-1]
+    eye = jnp.eye(K, dtype=G.dtype)
+    if mask is not None:
+        m = mask.astype(G.dtype)
+        G = G * m[:, :, None] * m[:, None, :]
+    rhs = jnp.broadcast_to(eye[:, :, None], G.shape[:-1] + (1,))
+    return chol_solve(G + eye, rhs)[..., 0]
+
+
+def _scatter_serving(vg, idx, L):
+    """``vg[n, K, M, N]`` on the table ``idx[K, M]`` -> dense ``v[n, L, K, N]`` (zero elsewhere)."""
+    n, K, M, N = vg.shape
+    out = jnp.zeros((n, L, K, N), vg.dtype)
+    k = jnp.broadcast_to(jnp.arange(K)[:, None], idx.shape)
+    return out.at[:, idx, k].set(vg, unique_indices=True)
+
+
+def _gathered_whitened(Hs, W, idx, mask):
+    """P-MMSE quantities on the serving table: ``Wg[K, M, N, N]`` (zero on padding) and
+    ``Yg[n, K, M, N, K] = W_{l k} Hs_l`` for ``l = idx[k, m]``."""
+    K = Hs.shape[2]
+    Wg = W[idx, jnp.arange(K)[:, None]] * mask.astype(W.dtype)[:, :, None, None]
+    Hg = Hs[:, idx]  # [n, K, M, K(i), N]
+    return Wg, jnp.einsum("kmab,nkmib->nkmai", Wg, Hg)
+
+
+def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None, max_serving=None):
     """Centralized MMSE-type combiners up to the factor ``sqrt(p_k)``: ``v'[n, L, K, N]``.
 
     ``v'_k = (Z + Hs_M Hs_M^H)^{-1} Hs e_k`` over the APs ``M_k`` of UE ``k`` (book (5.11),
@@ -77,54 +166,77 @@ def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None):
       W: whitening ``W^H W = Z^{-1}``: ``[L, N, N]`` (per AP) or, with ``per_ue_w``,
         ``[L, K, N, N]`` (per AP and UE, as in P-MMSE); ``None`` means ``Z = I``.
       mask: ``[K, K]`` bool, UEs ``i`` included in UE ``k``'s combiner (``P_k``); ``None``: all.
+      max_serving: static cap ``M >= max_k |M_k|`` (see :func:`serving_table`); with
+        ``per_ue_w`` the Gram of UE ``k`` is then built over ``M`` gathered APs instead of ``L``.
     """
     n, L, K, N = Hs.shape
     Dc = D.astype(Hs.dtype)
-    if W is None:
-        Y = jnp.swapaxes(Hs, -1, -2)  # [n, L, N, K]
-        G = masked_sum(D, jnp.einsum("nlai,nlaj->nlij", jnp.conj(Y), Y))
-    elif not per_ue_w:
-        Y = jnp.einsum("lab,nlib->nlai", W, Hs)
-        G = masked_sum(D, jnp.einsum("nlai,nlaj->nlij", jnp.conj(Y), Y))
-    else:
-        Y = jnp.einsum("lkab,nlib->nlkai", W, Hs) * Dc[None, :, :, None, None]
-        G = jnp.einsum("nlkai,nlkaj->nkij", jnp.conj(Y), Y)
-    eye = jnp.eye(K, dtype=Hs.dtype)
-    if mask is not None:
-        m = mask.astype(Hs.dtype)
-        G = G * m[:, :, None] * m[:, None, :]
-    M = G + eye  # [n, K(k), K, K]
-    rhs = jnp.broadcast_to(eye[:, :, None], (n, K, K, 1))
-    tau = chol_solve(M, rhs)[..., 0]  # [n, K(k), K(i)]
-    if W is None:
-        v = jnp.einsum("nlai,nki->nlka", Y, tau)
-    elif not per_ue_w:
-        u = jnp.einsum("nlai,nki->nlka", Y, tau)
-        v = jnp.einsum("lba,nlkb->nlka", jnp.conj(W), u)
-    else:
-        u = jnp.einsum("nlkai,nki->nlka", Y, tau)
-        v = jnp.einsum("lkba,nlkb->nlka", jnp.conj(W), u)
+    if per_ue_w:
+        idx, smask = serving_table(D, max_serving)
+        Wg, Yg = _gathered_whitened(Hs, W, idx, smask)
+        M = idx.shape[1]
+        tau = _unit_solve(gram(Yg.reshape(n, K, M * N, K)), mask)
+        ug = jnp.einsum("nkmai,nki->nkma", Yg, tau)
+        return _scatter_serving(jnp.einsum("kmba,nkmb->nkma", jnp.conj(Wg), ug), idx, L)
+    Y = jnp.swapaxes(Hs, -1, -2) if W is None else jnp.einsum("lab,nlib->nlai", W, Hs)
+    tau = _unit_solve(masked_sum(D, gram(Y)), mask)  # [n, K(k), K(i)]
+    v = jnp.einsum("nlai,nki->nlka", Y, tau)
+    if W is not None:
+        v = jnp.einsum("lba,nlkb->nlka", jnp.conj(W), v)
     return v * Dc[None, :, :, None]
 
 
-def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED):
-    """``{scheme: v'}`` for centralized schemes; ``v = sqrt(p_k) v'`` (``mr``: ``v' = hhat``)."""
-    K = Hhat.shape[2]
+def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
+    """``{scheme: v'}`` for centralized schemes; ``v = sqrt(p_k) v'`` (``mr``: ``v' = hhat``).
+
+    MMSE and P-RZF sum per-AP ``K x K`` Grams over ``M_k`` with one masked matmul; P-MMSE (whose
+    whitening depends on the UE) builds each UE's Gram over its serving-AP table
+    (``max_serving``, see :func:`serving_table`). All ``K x K`` systems are solved together.
+    """
+    n, L, K, N = Hhat.shape
     p = powers(p, K, real_dtype(Hhat))
     Hs = Hhat * jnp.sqrt(p).astype(Hhat.dtype)[None, None, :, None]
     z_full, _, z_partial = error_noise_matrices(C, D, p)
-    out = {}
+    pmask = partial_mask(D)
+    Dc = D.astype(Hhat.dtype)
+    # per-AP whitened channels Y_l [n, L, N, K] of the schemes with AP-only whitening
+    per_ap = {}
     if "mmse" in schemes:
-        out["mmse"] = centralized_scaled(Hs, D, inv_chol(z_full))
-    if "p_mmse" in schemes:
-        out["p_mmse"] = centralized_scaled(
-            Hs, D, inv_chol(z_partial), per_ue_w=True, mask=partial_mask(D)
-        )
+        Wf = inv_chol(z_full)
+        per_ap["mmse"] = jnp.einsum("lab,nlib->nlai", Wf, Hs)
     if "p_rzf" in schemes:
-        out["p_rzf"] = centralized_scaled(Hs, D, None, mask=partial_mask(D))
+        per_ap["p_rzf"] = jnp.swapaxes(Hs, -1, -2)
+    grams, masks = [], []
+    if per_ap:
+        Ys = jnp.stack(list(per_ap.values()), axis=2)  # [n, L, S, N, K]
+        Gs = masked_sum(D, gram(Ys))  # [n, K, S, K, K]
+        for s, name in enumerate(per_ap):
+            grams.append(Gs[:, :, s])
+            masks.append(pmask if name == "p_rzf" else jnp.ones_like(pmask))
+    if "p_mmse" in schemes:
+        idx, smask = serving_table(D, max_serving)
+        M = idx.shape[1]
+        Wg, Yg = _gathered_whitened(Hs, inv_chol(z_partial), idx, smask)
+        grams.append(gram(Yg.reshape(n, K, M * N, K)))
+        masks.append(pmask)
+    out = {}
+    if grams:
+        G = jnp.stack(grams)  # [S, n, K, K, K]
+        m = jnp.stack(masks).astype(G.dtype)[:, None]  # [S, 1, K, K]
+        G = G * m[..., :, None] * m[..., None, :]
+        taus = _unit_solve(G)  # [S, n, K(k), K(i)]
+        for s, name in enumerate(per_ap):
+            v = jnp.einsum("nlai,nki->nlka", per_ap[name], taus[s])
+            if name == "mmse":
+                v = jnp.einsum("lba,nlkb->nlka", jnp.conj(Wf), v)
+            out[name] = v * Dc[None, :, :, None]
+        if "p_mmse" in schemes:
+            ug = jnp.einsum("nkmai,nki->nkma", Yg, taus[-1])
+            vg = jnp.einsum("kmba,nkmb->nkma", jnp.conj(Wg), ug)
+            out["p_mmse"] = _scatter_serving(vg, idx, L)
     if "mr" in schemes:
-        out["mr"] = Hhat * D.astype(Hhat.dtype)[None, :, :, None]
-    return out
+        out["mr"] = Hhat * Dc[None, :, :, None]
+    return {s: out[s] for s in CENTRALIZED if s in out}
 
 
 def distributed_all(Hhat, C, D, p, schemes=DISTRIBUTED):
@@ -171,8 +283,9 @@ def centralized_combiners(Hhat, C, D, p, scheme: str):
     if scheme not in CENTRALIZED:
         raise ValueError(f"scheme must be one of {CENTRALIZED}, got {scheme!r}")
     _check(Hhat, C, D, p)
+    M = serving_cap(D)
     D = jnp.asarray(D, bool)
-    v = central_scaled_all(Hhat, C, D, p, (scheme,))[scheme]
+    v = central_scaled_all(Hhat, C, D, p, (scheme,), max_serving=M)[scheme]
     if scheme == "mr":
         return v
     K = Hhat.shape[2]

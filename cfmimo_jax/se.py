@@ -26,7 +26,14 @@ from .estimation import (
     real_dtype,
 )
 from .linalg import chol_solve
-from .processing import CENTRALIZED, DISTRIBUTED, central_scaled_all, distributed_all
+from .processing import (
+    CENTRALIZED,
+    DISTRIBUTED,
+    central_scaled_all,
+    check_cap,
+    distributed_all,
+    serving_cap,
+)
 
 UPLINK_KEYS = (
     "mmse",
@@ -140,7 +147,7 @@ def _central_needed(uplink, downlink):
     return tuple(s for s in CENTRALIZED if s in c)
 
 
-def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms):
+def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_serving=None):
     """Weighted sums over one chunk of realizations ``H, Hh[c, L, K, N]``, weights ``w[c]``.
 
     With ``norms`` (pass 2) computes genie-aided log2(1 + SINR) sums instead.
@@ -151,7 +158,7 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms):
     Hts = H * sp[None, None, :, None]
     out = {}
     wsum = lambda x: jnp.einsum("n,n...->...", w, x)
-    cen = central_scaled_all(Hh, C, D, p, _central_needed(uplink, downlink))
+    cen = central_scaled_all(Hh, C, D, p, _central_needed(uplink, downlink), max_serving)
     dist = distributed_all(Hh, C, D, p, DISTRIBUTED)
     for name, v in cen.items():
         pre = f"c_{name}_"
@@ -201,7 +208,9 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms):
     return jax.tree.map(lambda a: a.astype(rdt) if not jnp.iscomplexobj(a) else a, out)
 
 
-def _monte_carlo(key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms):
+def _monte_carlo(
+    key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms, max_serving=None
+):
     L, K, N, _ = R.shape
     k_h, k_n = jax.random.split(key)
     n_chunks = -(-n // chunk)
@@ -223,7 +232,7 @@ def _monte_carlo(key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, geni
         H = _sample_channels(kh, factor)
         Y = _pilot_signal(kn, H, pilot, p, tau_p)
         Hh = jnp.einsum("lkab,jlkb->jlka", A, Y[:, :, pilot, :])
-        return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms)
+        return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_serving)
 
     def body(acc, xs):
         return jax.tree.map(jnp.add, acc, stats(xs)), None
@@ -286,24 +295,27 @@ def _genie_keys(stats2, uplink, downlink):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("tau_p", "tau_c", "n", "chunk", "uplink", "downlink", "genie"),
+    static_argnames=("tau_p", "tau_c", "n", "chunk", "uplink", "downlink", "genie", "max_serving"),
 )
-def _se(key, R, pilot, D, p, rho, *, tau_p, tau_c, n, chunk, uplink, downlink, genie):
+def _se(
+    key, R, pilot, D, p, rho, *, tau_p, tau_c, n, chunk, uplink, downlink, genie, max_serving=None
+):
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     D = jnp.asarray(D, bool)
     _, C = _estimation_statistics(R, pilot, p, tau_p)
     if rho is not None:
         rho = jnp.asarray(rho, real_dtype(R)) * D
-    stats = _monte_carlo(key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, None)
+    mc = functools.partial(
+        _monte_carlo, key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie
+    )
+    stats = mc(None, max_serving)
     ul, dl, norms = _finalize(stats, D, p, rho, uplink, downlink)
     if genie:
         for name in CENTRALIZED:
             if uplink and f"c_{name}_ul_genie" in stats:
                 ul[name + "_genie"] = stats[f"c_{name}_ul_genie"]
-        stats2 = _monte_carlo(
-            key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms
-        )
+        stats2 = mc(norms, max_serving)
         ul2, dl2 = _genie_keys(stats2, uplink, downlink)
         ul.update(ul2)
         dl.update(dl2)
@@ -312,7 +324,7 @@ def _se(key, R, pilot, D, p, rho, *, tau_p, tau_c, n, chunk, uplink, downlink, g
     return scale(ul), scale(dl)
 
 
-def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk):
+def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving):
     if jnp.ndim(R) != 4:
         raise ValueError(f"R must have shape [L, K, N, N], got {jnp.shape(R)}")
     L, K, N, _ = R.shape
@@ -329,13 +341,25 @@ def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk):
     if rho is not None:
         V.shape("rho", rho, (L, K))
         V.finite("rho", rho, nonneg=True)
+    M = check_cap(D, max_serving) if max_serving is not None else serving_cap(D)
     if chunk is None:
-        return default_chunk(L, K, N, n_realizations)
-    return V.positive_int("chunk", chunk)
+        return default_chunk(L, K, N, n_realizations), M
+    return V.positive_int("chunk", chunk), M
 
 
 def uplink_se(
-    key, R, pilot, D, p, tau_p: int, tau_c: int, n_realizations: int, genie=False, *, chunk=None
+    key,
+    R,
+    pilot,
+    D,
+    p,
+    tau_p: int,
+    tau_c: int,
+    n_realizations: int,
+    genie=False,
+    *,
+    chunk=None,
+    max_serving=None,
 ):
     """Uplink SE of every UE for all combining schemes, Monte Carlo (book Thms 5.1 and 5.4).
 
@@ -348,13 +372,21 @@ def uplink_se(
       genie: also return ``"<key>_genie"`` (instantaneous-CSI SINR averaged over realizations).
       chunk: realizations per ``lax.scan`` step (default :func:`default_chunk`); does not change
         the result.
+      max_serving: static cap ``>= max_k |M_k|`` on the serving APs of a UE; the P-MMSE Grams are
+        built over a table of that many APs per UE instead of all ``L``. Default: computed from
+        ``D`` (rounded up to a multiple of 4) when ``D`` is concrete, ``L`` when ``D`` is traced
+        (e.g. ``all_se`` itself inside ``jax.jit``; pass it there for speed). Checked against a
+        concrete ``D``; inside ``jit`` a too-small cap silently drops serving APs. Does not
+        change the result.
 
     Returns ``dict[str, [K]]`` (bit/s/Hz) with keys ``mmse, p_mmse, p_rzf, mr`` (centralized,
     Thm 5.1: ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,
     Thm 5.4 with ``a = 1``) and ``l_mmse_lsfd, lp_mmse_lsfd, mr_dist_lsfd`` (optimal LSFD,
     eq. (5.30)).
     """
-    chunk = _check_se_inputs(R, pilot, D, p, None, tau_p, tau_c, n_realizations, chunk)
+    chunk, M = _check_se_inputs(
+        R, pilot, D, p, None, tau_p, tau_c, n_realizations, chunk, max_serving
+    )
     ul, _ = _se(
         key,
         R,
@@ -369,6 +401,7 @@ def uplink_se(
         uplink=True,
         downlink=False,
         genie=bool(genie),
+        max_serving=M,
     )
     return ul
 
@@ -386,6 +419,7 @@ def downlink_se(
     genie=False,
     *,
     chunk=None,
+    max_serving=None,
 ):
     """Downlink SE of every UE, hardening bound (book Thm 6.1), Monte Carlo.
 
@@ -396,7 +430,9 @@ def downlink_se(
     APs not serving the UE are ignored). Other arguments as in :func:`uplink_se`.
     Returns ``dict[str, [K]]``; ``genie=True`` adds ``"<key>_genie"``.
     """
-    chunk = _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk)
+    chunk, M = _check_se_inputs(
+        R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving
+    )
     _, dl = _se(
         key,
         R,
@@ -411,6 +447,7 @@ def downlink_se(
         uplink=False,
         downlink=True,
         genie=bool(genie),
+        max_serving=M,
     )
     return dl
 
@@ -428,12 +465,15 @@ def all_se(
     genie=False,
     *,
     chunk=None,
+    max_serving=None,
 ):
     """Uplink and downlink SEs from one Monte-Carlo pass: ``{"uplink": {...}, "downlink": {...}}``.
 
     Same draws (hence same numbers) as :func:`uplink_se` and :func:`downlink_se` with this key.
     """
-    chunk = _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk)
+    chunk, M = _check_se_inputs(
+        R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving
+    )
     ul, dl = _se(
         key,
         R,
@@ -448,6 +488,7 @@ def all_se(
         uplink=True,
         downlink=True,
         genie=bool(genie),
+        max_serving=M,
     )
     return {"uplink": ul, "downlink": dl}
 
