@@ -19,10 +19,6 @@ def hermitian_part(A):
     return 0.5 * (A + jnp.conj(jnp.swapaxes(A, -1, -2)))
 
 
-def _ct(A):
-    return jnp.conj(jnp.swapaxes(A, -1, -2))
-
-
 _BLOCK = 8
 
 
@@ -48,6 +44,30 @@ def _factor_panel(P, tiny):
     return lax.fori_loop(0, w, body, jnp.zeros_like(P))
 
 
+def _to_last(A):
+    """``A[..., r, c] -> [r, c, B]`` (batch flattened and moved last)."""
+    return jnp.moveaxis(A.reshape((-1,) + A.shape[-2:]), 0, -1)
+
+
+def _from_last(X, batch):
+    return jnp.moveaxis(X, -1, 0).reshape(tuple(batch) + X.shape[:2])
+
+
+def _cholesky_last(S):
+    """Blocked Cholesky of ``S[n, n, B]`` (batch last) -> ``Lc[n, n, B]``; see :func:`cholesky`."""
+    n = S.shape[0]
+    tiny = jnp.finfo(jnp.finfo(S.dtype).dtype).tiny
+    panels = []
+    for j0 in range(0, n, _BLOCK):
+        w = min(_BLOCK, n - j0)
+        Pl = _factor_panel(S[:, :w], tiny)  # [n - j0, w, B]
+        panels.append(jnp.pad(Pl, ((j0, 0), (0, 0), (0, 0))))
+        if j0 + w < n:
+            T = Pl[w:]
+            S = S[w:, w:] - jnp.sum(T[:, None] * jnp.conj(T)[None, :], axis=2)
+    return jnp.concatenate(panels, axis=1)
+
+
 def cholesky(A):
     """Lower Cholesky factor ``Lc`` with ``Lc Lc^H = A`` for HPD ``A[..., n, n]``.
 
@@ -58,57 +78,63 @@ def cholesky(A):
     ``A_22 -= L_21 L_21^H``. About ``n^3 / 3`` multiply-adds per matrix and one pass over the
     trailing block per block column (4x faster than an unblocked column loop for ``n = 40``).
     """
-    n = A.shape[-1]
-    batch = A.shape[:-2]
-    tiny = jnp.finfo(jnp.finfo(A.dtype).dtype).tiny
-    S = jnp.moveaxis(A.reshape((-1, n, n)), 0, -1)  # [n, n, B]
-    panels = []
-    for j0 in range(0, n, _BLOCK):
-        w = min(_BLOCK, n - j0)
-        Pl = _factor_panel(S[:, :w], tiny)  # [n - j0, w, B]
-        panels.append(jnp.pad(Pl, ((j0, 0), (0, 0), (0, 0))))
-        if j0 + w < n:
-            T = Pl[w:]
-            S = S[w:, w:] - jnp.sum(T[:, None] * jnp.conj(T)[None, :], axis=2)
-    Lc = jnp.concatenate(panels, axis=1)  # [n, n, B]
-    return jnp.moveaxis(Lc, -1, 0).reshape(batch + (n, n))
+    return _from_last(_cholesky_last(_to_last(A)), A.shape[:-2])
 
 
-def _substitute(T, B, lower: bool):
-    n = T.shape[-1]
-    batch = jnp.broadcast_shapes(T.shape[:-2], B.shape[:-2])
-    dtype = jnp.result_type(T, B)
-    T = jnp.broadcast_to(T, batch + T.shape[-2:]).astype(dtype)
-    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(dtype)
+def _substitute_last(T, B, lower: bool, adjoint: bool = False):
+    """Triangular solve with batch last: ``T[n, n, B]``, ``B[n, m, B]``.
+
+    Solves ``T X = B`` (``adjoint=False``) or ``T^H X = B`` (``adjoint``: ``T`` lower, the system
+    upper triangular), row by row, forward if the system is lower triangular, else backward.
+    """
+    n = T.shape[0]
 
     def body(t, X):
         j = t if lower else n - 1 - t
-        row = lax.dynamic_index_in_dim(T, j, axis=-2, keepdims=False)  # T[j, :]
-        diag = lax.dynamic_index_in_dim(row, j, axis=-1, keepdims=False)
-        bj = lax.dynamic_index_in_dim(B, j, axis=-2, keepdims=False)  # B[j, :]
-        xj = (bj - jnp.einsum("...k,...km->...m", row, X)) / diag[..., None]
-        return lax.dynamic_update_index_in_dim(X, xj, j, axis=-2)
+        if adjoint:  # row j of T^H = conj(column j of T)
+            row = jnp.conj(lax.dynamic_index_in_dim(T, j, axis=1, keepdims=False))  # [n, B]
+        else:
+            row = lax.dynamic_index_in_dim(T, j, axis=0, keepdims=False)
+        diag = lax.dynamic_index_in_dim(row, j, axis=0, keepdims=False)  # [B]
+        bj = lax.dynamic_index_in_dim(B, j, axis=0, keepdims=False)  # [m, B]
+        xj = (bj - jnp.sum(row[:, None] * X, axis=0)) / diag[None]
+        return lax.dynamic_update_index_in_dim(X, xj, j, axis=0)
 
     return lax.fori_loop(0, n, body, jnp.zeros_like(B))
 
 
+def _solve(T, B, lower, adjoint=False):
+    batch = jnp.broadcast_shapes(T.shape[:-2], B.shape[:-2])
+    dtype = jnp.result_type(T, B)
+    T = jnp.broadcast_to(T, batch + T.shape[-2:]).astype(dtype)
+    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(dtype)
+    X = _substitute_last(_to_last(T), _to_last(B), lower, adjoint)
+    return _from_last(X, batch)
+
+
 def solve_lower(Lc, B):
     """Solve ``Lc X = B`` (``Lc[..., n, n]`` lower triangular, ``B[..., n, m]``), forward."""
-    return _substitute(Lc, B, lower=True)
+    return _solve(Lc, B, lower=True)
 
 
 def solve_upper(U, B):
     """Solve ``U X = B`` (``U[..., n, n]`` upper triangular, ``B[..., n, m]``), backward."""
-    return _substitute(U, B, lower=False)
+    return _solve(U, B, lower=False)
 
 
 def chol_solve(A, B):
     """Solve ``A X = B`` for Hermitian positive-definite ``A[..., n, n]`` by Cholesky.
 
-    ``B[..., n, m]`` (batch axes broadcast against ``A``'s).
+    ``B[..., n, m]`` (batch axes broadcast against ``A``'s). Factor and both triangular solves
+    run with the batch as the last axis.
     """
-    c = cholesky(A)
-    return solve_upper(_ct(c), solve_lower(c, B))
+    batch = jnp.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    dtype = jnp.result_type(A, B)
+    A = jnp.broadcast_to(A, batch + A.shape[-2:]).astype(dtype)
+    B = jnp.broadcast_to(B, batch + B.shape[-2:]).astype(dtype)
+    Lc = _cholesky_last(_to_last(A))
+    Y = _substitute_last(Lc, _to_last(B), lower=True)
+    return _from_last(_substitute_last(Lc, Y, lower=False, adjoint=True), batch)
 
 
 def inv_chol(Z):

@@ -48,6 +48,24 @@ def masked_sum(D, X):
     return jnp.einsum("lk,nl...->nk...", Dr, X)
 
 
+def pack_hermitian(G):
+    """Hermitian ``G[..., K, K]`` -> real ``P[..., K, K]``: ``Re G`` on and above the diagonal,
+    ``-Im G`` below it (all the information, half the reals; linear, so it commutes with sums)."""
+    K = G.shape[-1]
+    upper = jnp.arange(K)[:, None] <= jnp.arange(K)[None, :]
+    return jnp.where(upper, jnp.real(G), -jnp.imag(G))
+
+
+def unpack_hermitian(P):
+    """Inverse of :func:`pack_hermitian`: ``P[..., K, K]`` (real) -> Hermitian ``G``."""
+    K = P.shape[-1]
+    i, j = jnp.arange(K)[:, None], jnp.arange(K)[None, :]
+    Pt = jnp.swapaxes(P, -1, -2)
+    re = jnp.where(i <= j, P, Pt)
+    im = jnp.where(i > j, -P, jnp.where(i < j, Pt, 0.0))
+    return jax.lax.complex(re, im)
+
+
 def error_noise_matrices(C, D, p):
     """Per-AP error-plus-noise matrices used by the schemes.
 
@@ -109,6 +127,24 @@ def serving_table(D, max_serving=None):
     return order.T.astype(jnp.int32), jnp.take_along_axis(D, order, axis=0).T
 
 
+def bmm(A, B):
+    """Batched ``A[..., p, r] @ B[..., r, q]`` for a small ``r`` (antennas), as a broadcast product
+    summed over ``r``: XLA fuses it into one loop, whereas its CPU batched dot is slow for such
+    small matrices (``N x N`` by ``N x K``: 10-20x here)."""
+    return jnp.sum(A[..., :, :, None] * B[..., None, :, :], axis=-2)
+
+
+def gram_small(Y):
+    """``Y^H Y`` over a small second-to-last axis (``Y[..., N, K] -> [..., K, K]``, fused)."""
+    return jnp.sum(jnp.conj(Y)[..., :, :, None] * Y[..., :, None, :], axis=-3)
+
+
+def gram_cross(X, Y):
+    """``g[..., l, k, i] = X_lk^H Y_li`` over the last (antenna) axis of ``X, Y[..., L, K, N]``."""
+    Xt, Yt = jnp.swapaxes(X, -1, -2), jnp.swapaxes(Y, -1, -2)  # [..., L, N, K]
+    return jnp.sum(jnp.conj(Xt)[..., :, :, None] * Yt[..., :, None, :], axis=-3)
+
+
 def gram(Y):
     """``Y^H Y`` over the second-to-last axis: ``Y[..., r, K] -> [..., K, K]``.
 
@@ -150,8 +186,22 @@ def _gathered_whitened(Hs, W, idx, mask):
     ``Yg[n, K, M, N, K] = W_{l k} Hs_l`` for ``l = idx[k, m]``."""
     K = Hs.shape[2]
     Wg = W[idx, jnp.arange(K)[:, None]] * mask.astype(W.dtype)[:, :, None, None]
-    Hg = Hs[:, idx]  # [n, K, M, K(i), N]
-    return Wg, jnp.einsum("kmab,nkmib->nkmai", Wg, Hg)
+    HgT = jnp.swapaxes(Hs, -1, -2)[:, idx]  # [n, K, M, N, K(i)]
+    return Wg, bmm(Wg[None], HgT)
+
+
+def _unwhiten(Y, W, tau):
+    """``v'[n, l, k] = W_l^H Y_l tau_k`` (``W = None``: identity): ``[n, L, K, N]``."""
+    v = jnp.einsum("nlai,nki->nlka", Y, tau)
+    if W is None:
+        return v
+    return jnp.sum(jnp.conj(W)[None, :, None] * v[..., :, None], axis=-2)
+
+
+def _unwhiten_gathered(Yg, Wg, tau):
+    """``v'[n, k, m] = W_{lk}^H Y_{lk} tau_k`` on the serving table: ``[n, K, M, N]``."""
+    ug = jnp.sum(Yg * tau[:, :, None, None, :], axis=-1)  # [n, K, M, N]
+    return jnp.sum(jnp.conj(Wg)[None] * ug[..., :, None], axis=-2)
 
 
 def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None, max_serving=None):
@@ -176,14 +226,13 @@ def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None, max_serving=Non
         Wg, Yg = _gathered_whitened(Hs, W, idx, smask)
         M = idx.shape[1]
         tau = _unit_solve(gram(Yg.reshape(n, K, M * N, K)), mask)
-        ug = jnp.einsum("nkmai,nki->nkma", Yg, tau)
-        return _scatter_serving(jnp.einsum("kmba,nkmb->nkma", jnp.conj(Wg), ug), idx, L)
-    Y = jnp.swapaxes(Hs, -1, -2) if W is None else jnp.einsum("lab,nlib->nlai", W, Hs)
-    tau = _unit_solve(masked_sum(D, gram(Y)), mask)  # [n, K(k), K(i)]
-    v = jnp.einsum("nlai,nki->nlka", Y, tau)
+        return _scatter_serving(_unwhiten_gathered(Yg, Wg, tau), idx, L)
+    Y = jnp.swapaxes(Hs, -1, -2)
     if W is not None:
-        v = jnp.einsum("lba,nlkb->nlka", jnp.conj(W), v)
-    return v * Dc[None, :, :, None]
+        Y = bmm(W[None], Y)
+    G = unpack_hermitian(masked_sum(D, pack_hermitian(gram_small(Y))))  # [n, K(k), K, K]
+    tau = _unit_solve(G, mask)  # [n, K(k), K(i)]
+    return _unwhiten(Y, W, tau) * Dc[None, :, :, None]
 
 
 def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
@@ -203,13 +252,13 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
     per_ap = {}
     if "mmse" in schemes:
         Wf = inv_chol(z_full)
-        per_ap["mmse"] = jnp.einsum("lab,nlib->nlai", Wf, Hs)
+        per_ap["mmse"] = bmm(Wf[None], jnp.swapaxes(Hs, -1, -2))
     if "p_rzf" in schemes:
         per_ap["p_rzf"] = jnp.swapaxes(Hs, -1, -2)
     grams, masks = [], []
     if per_ap:
         Ys = jnp.stack(list(per_ap.values()), axis=2)  # [n, L, S, N, K]
-        Gs = masked_sum(D, gram(Ys))  # [n, K, S, K, K]
+        Gs = unpack_hermitian(masked_sum(D, pack_hermitian(gram_small(Ys))))  # [n, K, S, K, K]
         for s, name in enumerate(per_ap):
             grams.append(Gs[:, :, s])
             masks.append(pmask if name == "p_rzf" else jnp.ones_like(pmask))
@@ -226,14 +275,10 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
         G = G * m[..., :, None] * m[..., None, :]
         taus = _unit_solve(G)  # [S, n, K(k), K(i)]
         for s, name in enumerate(per_ap):
-            v = jnp.einsum("nlai,nki->nlka", per_ap[name], taus[s])
-            if name == "mmse":
-                v = jnp.einsum("lba,nlkb->nlka", jnp.conj(Wf), v)
+            v = _unwhiten(per_ap[name], Wf if name == "mmse" else None, taus[s])
             out[name] = v * Dc[None, :, :, None]
         if "p_mmse" in schemes:
-            ug = jnp.einsum("nkmai,nki->nkma", Yg, taus[-1])
-            vg = jnp.einsum("kmba,nkmb->nkma", jnp.conj(Wg), ug)
-            out["p_mmse"] = _scatter_serving(vg, idx, L)
+            out["p_mmse"] = _scatter_serving(_unwhiten_gathered(Yg, Wg, taus[-1]), idx, L)
     if "mr" in schemes:
         out["mr"] = Hhat * Dc[None, :, :, None]
     return {s: out[s] for s in CENTRALIZED if s in out}
@@ -253,7 +298,7 @@ def distributed_all(Hhat, C, D, p, schemes=DISTRIBUTED):
         if name not in schemes:
             continue
         Hsel = Hs if sel is None else Hs * sel[None, :, :, None]
-        A = z[None] + jnp.einsum("nlia,nlib->nlab", Hsel, jnp.conj(Hsel))
+        A = z[None] + gram_small(jnp.conj(Hsel))  # sum_i hs_li hs_li^H
         X = chol_solve(A, HhT)  # [n, L, N, K]
         out[name] = jnp.swapaxes(X, -1, -2) * (pc[None, :] * Dc)[None, :, :, None]
     if "mr" in schemes:

@@ -16,10 +16,10 @@ import numpy as np
 
 from . import _validate as V
 from .estimation import (
+    _cnormal,
     _estimation_statistics,
     _pilot_signal,
     _psi_inv_r,
-    _sample_channels,
     _sqrt_factor,
     mmse_matrices,
     powers,
@@ -32,6 +32,7 @@ from .processing import (
     central_scaled_all,
     check_cap,
     distributed_all,
+    gram_cross,
     serving_cap,
 )
 
@@ -168,7 +169,8 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_
                 r = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hs)
                 sig = _abs2(_diag(r))
                 tot = jnp.sum(_abs2(r), axis=-1)
-                noise = jnp.real(jnp.einsum("nlka,lab,nlkb->nk", jnp.conj(v), z_full, v))
+                zv = jnp.sum(z_full[None, :, None] * v[..., None, :], axis=-1)  # Z_l v_lk
+                noise = jnp.sum(jnp.real(jnp.conj(v) * zv), axis=(1, 3))
                 out[pre + "ul"] = wsum(_log2_1p(sig / (tot - sig + noise)))
                 if genie:
                     rg = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hts)
@@ -186,7 +188,7 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_
             out[pre + "dl_genie"] = wsum(_log2_1p(sg / (jnp.sum(_abs2(x), -1) - sg + 1.0)))
     for name, v in dist.items():
         pre = f"d_{name}_"
-        g = jnp.einsum("nlka,nlia->nlki", jnp.conj(v), H)  # v_lk^H h_li
+        g = gram_cross(v, H)  # v_lk^H h_li, [c, L, K, K]
         nvl = jnp.sum(_abs2(v), axis=-1)  # [c, L, K]
         if norms is None:
             out[pre + "g1"] = wsum(g)
@@ -229,9 +231,10 @@ def _monte_carlo(
 
     def stats(xs):
         kh, kn, w = xs
-        H = _sample_channels(kh, factor)
+        z = jax.vmap(lambda k: _cnormal(k, factor.shape[:-1], factor.dtype))(kh)
+        H = jnp.sum(factor[None] * z[..., None, :], axis=-1)  # = _sample_channels(kh, factor)
         Y = _pilot_signal(kn, H, pilot, p, tau_p)
-        Hh = jnp.einsum("lkab,jlkb->jlka", A, Y[:, :, pilot, :])
+        Hh = jnp.sum(A[None] * Y[:, :, pilot, None, :], axis=-1)  # A_lk y_{l, t_k}
         return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_serving)
 
     def body(acc, xs):
