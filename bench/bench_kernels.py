@@ -68,7 +68,16 @@ P_UL = 100.0
 RHO_MAX = 200.0
 UL_KEYS = numpy_ref.UPLINK_KEYS
 DL_KEYS = numpy_ref.DOWNLINK_KEYS
-STATIC_CANDIDATES = ("tau_p", "tau_c", "n_realizations", "n", "genie", "chunk", "chunk_size")
+STATIC_CANDIDATES = (
+    "tau_p",
+    "tau_c",
+    "n_realizations",
+    "n",
+    "genie",
+    "chunk",
+    "chunk_size",
+    "max_serving",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +236,16 @@ def _values(key, setup, n, tau_c):
         "n_realizations": n,
         "n": n,
         "genie": False,
+        # static cap on |M_k| from the concrete setup (all_se computes the same one itself when
+        # called un-jitted; under jax.jit D is traced, so it is passed like tau_p)
+        "max_serving": _max_serving(setup["D"]),
     }
+
+
+def _max_serving(D):
+    from cfmimo_jax import processing
+
+    return getattr(processing, "serving_cap", lambda D: None)(D)
 
 
 def _split_out(out):
@@ -400,7 +418,9 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
         "`cfmimo_jax.setup.generate_setup` (seed 0), converted to NumPy for the reference."
     )
     w(
-        "- JAX: `jax.jit(cfmimo_jax.se.all_se)` in float32/complex64 (the default); compile "
+        "- JAX: `jax.jit(cfmimo_jax.se.all_se)` in float32/complex64 (the default), with the "
+        "static `max_serving` (cap on |M_k|, rounded up to a multiple of 4) taken from the "
+        "setup's `D` as `all_se` does itself when called un-jitted; compile "
         "time is the ahead-of-time `lower().compile()`; steady state is the median of "
         f"{cfg['jax_repeats']} calls with fresh keys after one warm-up call, with "
         "`block_until_ready`."

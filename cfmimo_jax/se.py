@@ -134,9 +134,15 @@ def _downlink_central_sinr(q1, q2, nv, rho_k):
 
 
 def default_chunk(L: int, K: int, N: int, n: int) -> int:
-    """Realizations per chunk: keeps the largest per-chunk array near 2^22 complex entries."""
+    """Realizations per chunk: the largest power of two with ``chunk L K^2 N <= 2^21``, at most 64.
+
+    Small chunks keep the per-chunk arrays in cache (measured on a 2-core CPU for the canonical
+    L=100, K=40, N=4: chunk 2 is 15 % faster than 6); the matmuls stay large through the ``K``
+    and ``L`` axes.
+    """
     per = L * K * K * max(N, 1)
-    return max(1, min(n, 64, (1 << 22) // per))
+    target = max(1, min(n, 64, (1 << 21) // per))
+    return 1 << (target.bit_length() - 1)
 
 
 def _central_needed(uplink, downlink):
