@@ -75,6 +75,10 @@ class PPOConfig:
     lambda_lr: float = 0.05
     lambda_init: float = 0.0
     cost_weight: float = 0.0
+    team_reward: bool = False
+    pretrain_policy: str | None = None
+    pretrain_updates: int = 0
+    pretrain_lr: float = 3e-3
 
     def __post_init__(self):
         for name in ("n_envs", "n_steps", "n_updates", "updates_per_chunk", "epochs"):
@@ -90,6 +94,10 @@ class PPOConfig:
             raise ValueError(
                 f"updates_per_chunk={self.updates_per_chunk} must divide n_updates={self.n_updates}"
             )
+        if self.pretrain_updates < 0:
+            raise ValueError(f"pretrain_updates must be >= 0, got {self.pretrain_updates}")
+        if self.pretrain_updates and not self.pretrain_policy:
+            raise ValueError("pretrain_updates > 0 needs a pretrain_policy (a heuristic's name)")
         if self.critic not in ("central", "local"):
             raise ValueError(f"critic must be 'central' or 'local', got {self.critic!r}")
         if self.encoder not in ("gru", "mlp"):
@@ -207,17 +215,27 @@ class Trainer:
     # ---- init / update --------------------------------------------------------------------
 
     def init(self, key, hparams: dict | None = None) -> RunnerState:
-        """A fresh ``RunnerState`` from a PRNG key (typed or raw) and optional hyper-parameters."""
+        """A fresh ``RunnerState`` from a PRNG key (typed or raw) and optional hyper-parameters
+        (after the imitation pre-training when ``pretrain_updates > 0``)."""
+        return self.init_with_metrics(key, hparams)[0]
+
+    def init_with_metrics(self, key, hparams: dict | None = None):
+        """``init`` that also returns the pre-training metrics: ``(state, {"loss":
+        [pretrain_updates], "accuracy": [pretrain_updates]})`` (empty dict without it)."""
         hp = self.config.hparams(**(hparams or {}))
         key = _raw_key(key)
         key, k_net, k_env = jax.random.split(key, 3)
         _, params = networks.init_params(k_net, **self.net_kwargs)
+        pre = {}
+        if self.config.pretrain_updates:
+            key, k_pre = jax.random.split(key)
+            params, pre = self.pretrain(params, k_pre)
         opt_state = self._optimizer(hp).init(params)
         env_keys = jax.random.split(k_env, self.config.n_envs)
         obs, env_state = jax.vmap(self.env.reset, (0, None))(env_keys, self.env_params)
         obs = obs.astype(jnp.float32)
         n = self.config.n_envs
-        return RunnerState(
+        state = RunnerState(
             params=params,
             opt_state=opt_state,
             env_state=env_state,
@@ -229,6 +247,52 @@ class Trainer:
             ep_return=jnp.zeros((n,), jnp.float32),
             ep_cost=jnp.zeros((n,), jnp.float32),
         )
+        return state, pre
+
+    def pretrain(self, params, key):
+        """Supervised imitation of a heuristic (seed 003 section V-B): ``pretrain_updates``
+        Adam steps on the cross-entropy between the actor and the teacher's actions, on
+        observations of ``n_envs`` environments driven by the teacher. Returns ``(params,
+        metrics)`` with per-step ``loss`` and ``accuracy`` (greedy actor vs teacher, measured on
+        each batch before the step)."""
+        c = self.config
+        heur = self.env.heuristics()
+        if c.pretrain_policy not in heur:
+            raise ValueError(
+                f"pretrain_policy {c.pretrain_policy!r} is not a heuristic of this environment "
+                f"(known: {sorted(heur)})"
+            )
+        teacher = heur[c.pretrain_policy]
+        opt = optax.adam(c.pretrain_lr)
+        k_reset, k_run = jax.random.split(key)
+        obs, env_state = jax.vmap(self.env.reset, (0, None))(
+            jax.random.split(k_reset, c.n_envs), self.env_params
+        )
+
+        def ce(p, obs, target):
+            logits, _ = self.forward(p, obs)
+            logp = jax.nn.log_softmax(logits)
+            loss = -jnp.mean(jnp.take_along_axis(logp, target[..., None], -1))
+            acc = jnp.mean((jnp.argmax(logits, -1) == target).astype(jnp.float32))
+            return loss, acc
+
+        def body(carry, k):
+            p, opt_state, env_state, obs = carry
+            target = teacher(obs).astype(jnp.int32)
+            (loss, acc), g = jax.value_and_grad(ce, has_aux=True)(p, obs, target)
+            upd, opt_state = opt.update(g, opt_state, p)
+            p = optax.apply_updates(p, upd)
+            obs, env_state, _, _, _ = self.env.step_batch(
+                jax.random.split(k, c.n_envs), env_state, target, self.env_params
+            )
+            return (p, opt_state, env_state, obs), dict(loss=loss, accuracy=acc)
+
+        (params, _, _, _), m = jax.lax.scan(
+            body,
+            (params, opt.init(params), env_state, obs),
+            jax.random.split(k_run, c.pretrain_updates),
+        )
+        return params, m
 
     def _rollout(self, rs: RunnerState):
         c = self.config
@@ -242,7 +306,7 @@ class Trainer:
                 ..., 0
             ]
             keys = jax.random.split(k_env, c.n_envs)
-            obs2, env_state2, reward, done, info = jax.vmap(self.env.step, (0, 0, 0, None))(
+            obs2, env_state2, reward, done, info = self.env.step_batch(
                 keys, env_state, action, self.env_params
             )
             _, v_next = self.forward(rs.params, info["final_obs"])
@@ -254,6 +318,8 @@ class Trainer:
             else:  # a scalarised reward (cost_weight = 0: the plain reward)
                 sig = (reward - rs.hparams["cost_weight"] * cost)[..., None]
             sig = sig.astype(jnp.float32)
+            if c.team_reward:  # every agent gets the mean over agents (a shared team signal)
+                sig = jnp.broadcast_to(jnp.mean(sig, axis=-2, keepdims=True), sig.shape)
             ep_ret = ep_ret + jnp.mean(reward, -1)
             ep_cost = ep_cost + jnp.mean(cost, -1)
             env_metrics = {
@@ -431,7 +497,7 @@ def evaluate_policy(env, env_params, policy, key, n_envs: int, n_steps: int):
         obs, state = carry
         k_pol, k_env = jax.random.split(key)
         a = policy(obs, k_pol)
-        obs, state, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
+        obs, state, reward, done, info = env.step_batch(
             jax.random.split(k_env, n_envs), state, a, env_params
         )
         out = {

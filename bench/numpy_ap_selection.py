@@ -143,15 +143,16 @@ class APSelectionNumPy:
     def reset(self, ap_pos=None, ue_pos=None, field=None, warmup=True):
         """New network: APs and UEs uniform in the disc, a fresh shadowing field, one warm-up
         window with no AP serving. Positions ``ap_pos[L, 2]``, ``ue_pos[K, 2]`` and the field
-        ``(w[L, S, 2], phi[L, S])`` may be given (tests). Returns the observation."""
+        ``(w[S, 2], a[L, S], b[L, S])`` may be given (tests). Returns the observation."""
         self.ap_pos = self._disc(self.L) if ap_pos is None else np.array(ap_pos, float)
         self.ue_pos = self._disc(self.K) if ue_pos is None else np.array(ue_pos, float)
         if field is None:
-            w = self.rng.normal(size=(self.L, self.S, 2)) / self.p["shadow_corr_m"]
-            phi = self.rng.uniform(0.0, 2.0 * np.pi, size=(self.L, self.S))
+            w = self.rng.normal(size=(self.S, 2)) / self.p["shadow_corr_m"]
+            a = self.rng.normal(size=(self.L, self.S))
+            b = self.rng.normal(size=(self.L, self.S))
         else:
-            w, phi = (np.array(x, float) for x in field)
-        self.w, self.phi = w, phi
+            w, a, b = (np.array(x, float) for x in field)
+        self.w, self.a, self.b = w, a, b
         self.ue_dest = self._disc(self.K)
         self.ue_speed = self._speed(self.K)
         self.ue_pause = np.zeros(self.K)
@@ -189,9 +190,11 @@ class APSelectionNumPy:
             )
 
     def shadowing_db(self, ue_pos):
-        """Shadowing ``F[L, K]`` of the random-Fourier-feature field at ``ue_pos[K, 2]``."""
-        arg = self.w @ ue_pos.T + self.phi[:, :, None]  # [L, S, K]
-        return self.p["shadow_std_db"] * np.sqrt(2.0 / self.S) * np.cos(arg).sum(axis=1)
+        """Shadowing ``F[L, K]`` of the random-Fourier-feature fields at ``ue_pos[K, 2]``:
+        ``F_lk = std sum_s [a_ls cos(w_s . x_k) + b_ls sin(w_s . x_k)] / sqrt(S)``."""
+        arg = self.w @ ue_pos.T  # [S, K]
+        f = self.a @ np.cos(arg) + self.b @ np.sin(arg)  # [L, K]
+        return self.p["shadow_std_db"] / np.sqrt(self.S) * f
 
     def channels(self, ue_pos=None):
         """LoS channels ``h[L, K]`` with the AP SNR folded in (``|h|^2`` = full-power SNR)."""

@@ -163,9 +163,24 @@ def train(
     env, env_params, trainer = build(config)
     tc = trainer.config
     n_chunks = tc.n_updates // tc.updates_per_chunk
-    init = jax.jit(trainer.init)
+    init = jax.jit(trainer.init_with_metrics)
     update = jax.jit(trainer.update)
-    state = init(jax.random.PRNGKey(config["seed"]))
+    state, pre = init(jax.random.PRNGKey(config["seed"]))
+    pretrain = {}
+    if pre:
+        pre = jax.device_get(pre)
+        pretrain = {
+            "teacher": tc.pretrain_policy,
+            "updates": tc.pretrain_updates,
+            "final_loss": float(pre["loss"][-1]),
+            "final_accuracy": float(np.mean(pre["accuracy"][-10:])),
+        }
+        if progress:
+            print(
+                f"imitation of {tc.pretrain_policy}: {tc.pretrain_updates} steps, accuracy "
+                f"{pretrain['final_accuracy']:.3f} (loss {pretrain['final_loss']:.3f})",
+                file=stream,
+            )
     manager = _manager(out_dir)
     metrics_path = out_dir / "metrics.jsonl"
     start_chunk = 0
@@ -240,6 +255,7 @@ def train(
         "train_wall_s": train_s,
         "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
         "final_lagrange": float(state.lagrange),
+        "pretrain": pretrain,
         "evaluation": results,
         "outputs": ["config.yaml", "metrics.jsonl", "checkpoints/", "summary.json"]
         + ["learning_curves.png"],

@@ -74,27 +74,36 @@ def uma_los_pathloss_db(d2d_m, ap_height_m=20.0, ue_height_m=1.5, carrier_ghz=2.
 
 
 def shadowing_field(key, n_aps: int, n_terms: int = 64, correlation_m: float = 37.0, dtype=None):
-    """A spatially correlated shadowing field per AP, as a property of position.
+    """Spatially correlated shadowing fields, one per AP, as a property of position.
 
-    Random Fourier features (Rahimi and Recht 2007): ``F_l(x) = sqrt(2 / S) sum_s cos(w_ls . x
-    + phi_ls)`` with ``w_ls ~ N(0, I / correlation_m^2)`` and ``phi_ls ~ U[0, 2 pi)`` is, for
-    large ``S``, a zero-mean unit-variance Gaussian field with correlation
-    ``E[F(x) F(x')] = exp(-|x - x'|^2 / (2 correlation_m^2))``; multiply by the shadowing std
-    (``evaluate_shadowing``). A UE moving through the field sees smoothly varying shadowing.
-    Returns ``(w[L, S, 2], phi[L, S])``.
+    Random Fourier features (Rahimi and Recht 2007) in their weight-space form:
+    ``F_l(x) = sum_s [a_ls cos(w_s . x) + b_ls sin(w_s . x)] / sqrt(S)`` with frequencies
+    ``w_s ~ N(0, I / correlation_m^2)`` shared by the APs and weights ``a_ls, b_ls ~ N(0, 1)``
+    independent per AP. Given the frequencies each ``F_l`` is exactly a zero-mean Gaussian
+    field, independent across APs, with correlation ``(1/S) sum_s cos(w_s . (x - x'))``, whose
+    mean over frequency draws is ``exp(-|x - x'|^2 / (2 correlation_m^2))`` (unit variance at
+    ``x = x'`` exactly). Multiply by the shadowing std (``evaluate_shadowing``). A UE moving
+    through the field sees smoothly varying shadowing. Sharing the frequencies makes one
+    evaluation cost ``K S`` sines and cosines and an ``[L, 2S] x [2S, K]`` product instead of
+    ``L K S`` cosines.
+
+    Returns ``(w[S, 2], a[L, S], b[L, S])``.
     """
     dtype = dtype or jnp.result_type(float)
-    kw, kp = jax.random.split(key)
-    w = jax.random.normal(kw, (n_aps, n_terms, 2), dtype=dtype) / correlation_m
-    phi = jax.random.uniform(kp, (n_aps, n_terms), dtype=dtype, maxval=2.0 * jnp.pi)
-    return w, phi
+    kw, ka, kb = jax.random.split(key, 3)
+    w = jax.random.normal(kw, (n_terms, 2), dtype=dtype) / correlation_m
+    a = jax.random.normal(ka, (n_aps, n_terms), dtype=dtype)
+    b = jax.random.normal(kb, (n_aps, n_terms), dtype=dtype)
+    return w, a, b
 
 
 def evaluate_shadowing(field, ue_pos, std_db):
-    """Shadowing in dB ``F[L, K]`` of the field ``(w[L, S, 2], phi[L, S])`` at ``ue_pos[K, 2]``.
-
-    ``F_lk = std_db sqrt(2 / S) sum_s cos(w_ls . x_k + phi_ls)`` (see ``shadowing_field``).
+    """Shadowing in dB ``F[L, K]`` of the fields ``(w[S, 2], a[L, S], b[L, S])`` at
+    ``ue_pos[K, 2]``: ``F_lk = std_db sum_s [a_ls cos(w_s . x_k) + b_ls sin(w_s . x_k)] / sqrt(S)``
+    (see ``shadowing_field``).
     """
-    w, phi = field
-    arg = jnp.einsum("lsd,kd->lks", w, ue_pos) + phi[:, None, :]
-    return std_db * jnp.sqrt(2.0 / w.shape[1]) * jnp.sum(jnp.cos(arg), axis=-1)
+    w, a, b = field
+    arg = ue_pos[:, 0:1] * w[:, 0] + ue_pos[:, 1:2] * w[:, 1]  # [K, S]
+    feats = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)  # [K, 2S]
+    coef = jnp.concatenate([a, b], axis=-1)  # [L, 2S]
+    return (std_db / jnp.sqrt(w.shape[0])) * jnp.einsum("ls,ks->lk", coef, feats)

@@ -86,7 +86,7 @@ def test_channels_match_formula(env_params):
     ue = rng.uniform(-100, 100, (K, 2))
     field = shadowing_field(jax.random.PRNGKey(3), L, 16, 37.0)
     h = np.asarray(aps.channels(params, jnp.asarray(ap), jnp.asarray(ue), field))
-    w, phi = (np.asarray(x) for x in field)
+    w, a, b = (np.asarray(x) for x in field)
     noise = -174 + 10 * np.log10(20e6) + 9
     rho_db = 10 * np.log10(200.0) - noise
     lam = 299_792_458.0 / 2e9
@@ -95,21 +95,33 @@ def test_channels_match_formula(env_params):
             d2 = np.linalg.norm(ue[k] - ap[m])
             d3 = np.hypot(d2, 18.5)
             pl = float(uma_los_pathloss_db(jnp.asarray(d2), 20.0, 1.5, 2.0))
-            sh = 6.0 * np.sqrt(2 / 16) * np.sum(np.cos(w[m] @ ue[k] + phi[m]))
+            sh = (
+                6.0
+                / np.sqrt(16)
+                * sum(
+                    a[m, s] * np.cos(w[s] @ ue[k]) + b[m, s] * np.sin(w[s] @ ue[k])
+                    for s in range(16)
+                )
+            )
             want = 10 ** ((rho_db - pl + sh) / 20) * np.exp(-2j * np.pi * d3 / lam)
             assert h[m, k] == pytest.approx(want, rel=1e-8)
 
 
 def test_shadowing_field_statistics():
-    """Random-Fourier-feature field: variance std^2, correlation exp(-d^2 / (2 ell^2))."""
+    """Random-Fourier-feature fields: variance std^2, correlation exp(-d^2 / (2 ell^2)) over
+    frequency draws, independent across APs."""
     ell, std = 37.0, 6.0
-    field = shadowing_field(jax.random.PRNGKey(0), 4000, 64, ell)
     pts = jnp.array([[0.0, 0.0], [ell, 0.0], [0.0, 3 * ell]])
-    F = np.asarray(evaluate_shadowing(field, pts, std))  # [4000 fields, 3]
-    assert np.var(F[:, 0]) == pytest.approx(std**2, rel=0.08)
-    corr = np.corrcoef(F.T)
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    F = jax.vmap(lambda k: evaluate_shadowing(shadowing_field(k, 20, 64, ell), pts, std))(keys)
+    F = np.asarray(F)  # [200 draws, 20 APs, 3 points]
+    flat = F.reshape(-1, 3)
+    assert np.var(flat[:, 0]) == pytest.approx(std**2, rel=0.08)
+    corr = np.corrcoef(flat.T)
     assert corr[0, 1] == pytest.approx(np.exp(-0.5), abs=0.05)
     assert abs(corr[0, 2]) < 0.06
+    # two APs of one network at the same point: independent fields
+    assert abs(np.corrcoef(F[:, 0, 0], F[:, 1, 0])[0, 1]) < 0.2
 
 
 def test_random_waypoint():
@@ -244,6 +256,28 @@ def test_vmap_equals_loop_and_determinism(env_params, jitted):
         np.testing.assert_allclose(np.asarray(out_v[4]["se"][i]), np.asarray(out_i[4]["se"]))
     again = jitted[0](keys[0], params)
     np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(jitted[0](keys[0], params)[0]))
+
+
+def test_step_batch_equals_vmapped_step(env_params):
+    """``step_batch`` (one ``lax.cond`` for the batch's resets) equals ``vmap(step)`` over
+    episode ends, including a batch where only some environments end (staggered windows)."""
+    env, params = env_params
+    keys = jax.random.split(jax.random.PRNGKey(11), 4)
+    _, st = jax.vmap(env.reset, (0, None))(keys, params)
+    st = dataclasses.replace(st, window=jnp.array([0, 1, 0, 1], jnp.int32))  # staggered
+    v_step = jax.jit(jax.vmap(env.step, (0, 0, 0, None)))
+    b_step = jax.jit(env.step_batch)
+    st_v = st_b = st
+    rng = np.random.default_rng(0)
+    for t in range(2 * W + 1):
+        a = jnp.asarray(rng.integers(0, 2, (4, L * K)), jnp.int32)
+        ks = jax.random.split(jax.random.PRNGKey(100 + t), 4)
+        out_v, out_b = v_step(ks, st_v, a, params), b_step(ks, st_b, a, params)
+        st_v, st_b = out_v[1], out_b[1]
+        for x, y in zip(jax.tree.leaves(out_v), jax.tree.leaves(out_b)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="actions must have shape"):
+        env.step_batch(ks, st_b, jnp.ones((4, 3), jnp.int32), params)
 
 
 def test_vmap_over_params(env_params):

@@ -131,6 +131,7 @@ def _cli_config():
     cfg = load_config(None, [], command="train")
     cfg["env"].update(ENV)
     cfg["trainer"].update(TRAINER)
+    cfg["trainer"].update(pretrain_policy="2-strongest", pretrain_updates=3)
     cfg["eval"].update(n_envs=4, n_steps=2, k_strongest=[1])
     cfg["checkpoint_every"] = 1
     return cfg
@@ -150,6 +151,31 @@ def test_resume_gives_same_parameters(tmp_path):
     for f in ("summary.json", "learning_curves.png", "config.yaml"):
         assert (tmp_path / "part" / f).is_file()
     assert "learned (greedy)" in resumed["evaluation"]
+
+
+def test_imitation_reaches_high_accuracy(env_params):
+    """Seed 003 section V-B: the actor learns the heuristic's labels (2-strongest of 4 APs per
+    UE needs the same-UE messages: from the own channel alone accuracy stays near 50-75 %)."""
+    env, params = env_params
+    cfg = dict(
+        TRAINER, hidden=16, pretrain_policy="2-strongest", pretrain_updates=300, pretrain_lr=1e-2
+    )
+    tr = make_train(cfg, env, params)
+    rs, m = jax.jit(tr.init_with_metrics)(jax.random.PRNGKey(0))
+    acc = np.asarray(m["accuracy"])
+    assert acc.shape == (300,)
+    assert np.mean(acc[:5]) < 0.8 and np.mean(acc[-20:]) > 0.95, (acc[:5], acc[-20:])
+    # the pre-trained policy acts like its teacher on fresh episodes
+    teacher = env.heuristics()["2-strongest"]
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.PRNGKey(9), 32), params)
+    agree = np.mean(np.asarray(tr.act(rs.params, obs)) == np.asarray(teacher(obs)))
+    assert agree > 0.95
+    with pytest.raises(ValueError, match="not a heuristic"):
+        make_train(dict(cfg, pretrain_policy="9-strongest"), env, params).init(
+            jax.random.PRNGKey(0)
+        )
+    with pytest.raises(ValueError, match="pretrain_policy"):
+        PPOConfig(pretrain_updates=5)
 
 
 def test_bad_trainer_config(env_params):

@@ -98,7 +98,7 @@ VEHICULAR = dict(speed_mean_kmh=70.0, speed_min_kmh=50.0, speed_max_kmh=120.0)
 @functools.partial(jax.tree_util.register_dataclass)
 @dataclasses.dataclass(frozen=True)
 class APSelectionState:
-    """Environment state. ap_pos[L, 2]; ue: mobility; field: shadowing (w[L,S,2], phi[L,S]);
+    """Environment state. ap_pos[L, 2]; ue: mobility; field: shadowing (w[S,2], a[L,S], b[L,S]);
     hist[L, K, history] normalised magnitudes; window: int32 windows done this episode."""
 
     ap_pos: jax.Array
@@ -114,22 +114,40 @@ def mrt_se(h, A, rho):
     ``h[..., L, K]`` complex channels (noise-normalised), ``A[..., L, K]`` 0/1 selection,
     ``rho`` AP transmit SNR (linear). Returns ``(se[..., K], sinr[..., K])``.
     """
-    Af = A.astype(jnp.real(h).dtype)
-    n_served = jnp.sum(Af, axis=-1, keepdims=True)
-    amp = jnp.sqrt(rho / jnp.maximum(n_served, 1.0)) * Af
     mag = jnp.abs(h)
-    w = amp * jnp.conj(h) / jnp.maximum(mag, 1e-30)  # [.., L, K(j)]
-    g = jnp.einsum("...lk,...lj->...kj", h, w)  # received at k from the beam of j
-    p = jnp.real(g) ** 2 + jnp.imag(g) ** 2
+    unit = h / jnp.maximum(mag, 1e-30)
+    se, sinr = _mrt_se_real(
+        jnp.real(h) * jnp.sqrt(rho), jnp.imag(h) * jnp.sqrt(rho), jnp.real(unit), jnp.imag(unit), A
+    )
+    return se, sinr
+
+
+def _mrt_se_real(hr, hi, ur, ui, A):
+    """``mrt_se`` in real arithmetic from the channel ``hr + j hi`` (SNR folded in) and its
+    unit phasor ``ur + j ui``, all ``[L, K]``. The MRT beam of UE ``j`` at AP ``l`` is
+    ``q_l A_lj (ur_lj - j ui_lj)``, ``q_l = 1 / sqrt(max(n_l, 1))``; the gain from beam ``j``
+    at UE ``k`` is ``g_kj = sum_l h_lk q_l A_lj conj(u_lj)``, all four real blocks from one
+    ``[2K, L] x [L, 2K]`` product."""
+    K = hr.shape[-1]
+    Af = A.astype(hr.dtype)
+    q = Af * jax.lax.rsqrt(jnp.maximum(jnp.sum(Af, axis=-1, keepdims=True), 1.0))
+    H = jnp.concatenate([hr, hi], axis=-1)  # [L, 2K]
+    W = jnp.concatenate([q * ur, -q * ui], axis=-1)  # [L, 2J]
+    G = jnp.einsum("...lk,...lj->...kj", H, W)  # [2K, 2J]
+    gr = G[..., :K, :K] - G[..., K:, K:]
+    gi = G[..., :K, K:] + G[..., K:, :K]
+    p = gr**2 + gi**2
     sig = jnp.diagonal(p, axis1=-2, axis2=-1)
     interf = jnp.sum(p, axis=-1) - sig
     sinr = sig / (interf + 1.0)
     return jnp.log2(1.0 + sinr), sinr
 
 
-def channels(params: APSelectionParams, ap_pos, ue_pos, field):
-    """LoS channels ``h[L, K]`` (complex, noise-normalised with the AP power folded in: the
-    SNR of pair ``(l, k)`` at full power is ``|h_lk|^2``), from the 3-D distances."""
+def channel_polar(params: APSelectionParams, ap_pos, ue_pos, field):
+    """LoS channels in polar form from the 3-D distances: ``(snr_db[L, K], phase[L, K])``,
+    ``h_lk = 10^(snr_db / 20) exp(j phase)``; ``snr_db = rho_dB - PL_UMa-LoS(d2D) + F_lk``
+    (path loss: ``uma_los_pathloss_db``; shadowing: ``evaluate_shadowing``),
+    ``phase = -2 pi d3D / lambda`` (mod 2 pi)."""
     disp = ue_pos[None, :, :] - ap_pos[:, None, :]
     d2 = jnp.sqrt(jnp.sum(disp**2, axis=-1))
     dh = params.ap_height_m - params.ue_height_m
@@ -139,6 +157,14 @@ def channels(params: APSelectionParams, ap_pos, ue_pos, field):
     snr_db = params.rho_db - pl + shadow
     lam = 299_792_458.0 / (params.carrier_ghz * 1e9)
     phase = -2.0 * jnp.pi * jnp.mod(d3 / lam, 1.0)
+    return snr_db, phase
+
+
+def channels(params: APSelectionParams, ap_pos, ue_pos, field):
+    """LoS channels ``h[L, K]`` (complex, noise-normalised with the AP power folded in: the
+    SNR of pair ``(l, k)`` at full power is ``|h_lk|^2``), from the 3-D distances
+    (``channel_polar``)."""
+    snr_db, phase = channel_polar(params, ap_pos, ue_pos, field)
     amp = 10.0 ** (snr_db / 20.0)
     return jax.lax.complex(amp * jnp.cos(phase), amp * jnp.sin(phase))
 
@@ -201,14 +227,20 @@ class APSelection(MultiAgentEnv):
         """Same-AP (type 0) and same-UE (type 1) edges between the ``L K`` pair agents."""
         return self._graph
 
+    def heuristics(self) -> dict:
+        """``"k-strongest"`` for ``k = 1..min(L, 8)`` and ``"all-on"`` (module functions)."""
+        L, K = self.L, self.K
+        pols = {
+            f"{k}-strongest": functools.partial(k_strongest, n_aps=L, n_ues=K, k=k)
+            for k in range(1, min(L, 8) + 1)
+        }
+        pols["all-on"] = all_on
+        return pols
+
     def default_params(self, **overrides) -> APSelectionParams:
         return APSelectionParams(**overrides)
 
     # ---- dynamics ---------------------------------------------------------------------
-
-    def _normalise(self, h, params):
-        db = 20.0 * jnp.log10(jnp.maximum(jnp.abs(h), 1e-30))
-        return (db - params.obs_offset_db) / params.obs_scale_db
 
     def _obs(self, hist):
         return hist.reshape(self.n_agents, self.history, 1)
@@ -228,9 +260,12 @@ class APSelection(MultiAgentEnv):
                 params.pause_prob,
                 params.pause_mean_s,
             )
-            h = channels(params, state.ap_pos, ue.pos, state.field)
-            se, _ = mrt_se(h, A, 1.0)  # rho is folded into h
-            return ue, (self._normalise(h, params), se)
+            snr_db, phase = channel_polar(params, state.ap_pos, ue.pos, state.field)
+            amp = 10.0 ** (snr_db / 20.0)
+            ur, ui = jnp.cos(phase), jnp.sin(phase)
+            se, _ = _mrt_se_real(amp * ur, amp * ui, ur, ui, A)  # rho is folded into h
+            obs = (snr_db - params.obs_offset_db) / params.obs_scale_db  # 20 log10 |h_lk|
+            return ue, (obs, se)
 
         ue, (mags, se) = jax.lax.scan(slot, state.ue, jax.random.split(key, self.T))
         hist = jnp.moveaxis(mags[self.T - self.history :], 0, -1)  # [L, K, history]

@@ -12,7 +12,10 @@ automatically: when ``done``, the returned ``obs``/``state`` are those of a fres
 ``info["truncated"]`` are kept apart (a trainer bootstraps the value of ``final_obs`` after a
 truncation, never after a termination). ``state`` is an immutable pytree dataclass and ``params``
 a pytree of scalars (static shapes), so ``jax.vmap`` runs thousands of environments, or sweeps
-over parameters, with one compiled program.
+over parameters, with one compiled program. ``step_batch`` is ``jax.vmap(step)`` over a leading
+environment axis (same keys, same results) that computes the resets only on the steps where some
+environment of the batch ends its episode (one ``lax.cond`` for the batch, instead of a reset
+per environment per step that ``where`` then discards).
 
 Agents exchange messages over a static graph (``AgentGraph``): fixed-size sender/receiver
 arrays with edge types and masks, the same for every environment of a kind.
@@ -94,6 +97,11 @@ class MultiAgentEnv:
         z = jnp.zeros((0,), jnp.int32)
         return AgentGraph(z, z, z, jnp.zeros((0,), bool), jnp.ones((self.n_agents,), bool))
 
+    def heuristics(self) -> dict:
+        """The scenario's baseline policies, ``name -> policy(obs[..., n_agents, ...]) ->
+        actions[..., n_agents]`` (run through the same ``step``; also imitation teachers)."""
+        return {}
+
     def reset(self, key, params=None):
         """Start an episode: ``-> (obs, state)``."""
         params = self.default_params() if params is None else params
@@ -115,5 +123,41 @@ class MultiAgentEnv:
         done = jnp.logical_or(terminated, truncated)
         state = jax.tree.map(lambda a, b: jnp.where(done, a, b), st_re, st_st)
         obs = jnp.where(done, obs_re, obs_st)
+        info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
+        return obs, state, reward, done, info
+
+    def step_batch(self, keys, states, actions, params=None):
+        """``jax.vmap(step, (0, 0, 0, None))`` with the reset work skipped where possible.
+
+        ``keys[B]``, ``states`` with leading axis ``B``, ``actions[B, n_agents]``, one shared
+        ``params``: ``-> (obs[B, ...], states, reward[B, n_agents], done[B], info)``, equal to
+        the vmapped ``step`` with the same keys. The resets of the whole batch run under one
+        ``lax.cond(any(done))``, so a batch whose episodes end together (fixed-length episodes
+        started together) pays for a reset once per episode instead of at every step. Under an
+        outer ``vmap`` (e.g. over seeds) the ``cond`` becomes a select and both branches run.
+        """
+        params = self.default_params() if params is None else params
+        actions = jnp.asarray(actions)
+        if actions.shape[-1:] != (self.n_agents,):
+            raise ValueError(
+                f"actions must have shape [B, n_agents={self.n_agents}], got {actions.shape}"
+            )
+        split = jax.vmap(jax.random.split)(keys)
+        k_step, k_reset = split[:, 0], split[:, 1]
+        obs_st, st_st, reward, terminated, truncated, info = jax.vmap(
+            self.step_env, (0, 0, 0, None)
+        )(k_step, states, actions, params)
+        done = jnp.logical_or(terminated, truncated)
+
+        def pick(a, b):
+            return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
+
+        def with_reset(_):
+            obs_re, st_re = jax.vmap(self.reset_env, (0, None))(k_reset, params)
+            return pick(obs_re, obs_st), jax.tree.map(pick, st_re, st_st)
+
+        obs, state = jax.lax.cond(
+            jnp.any(done), with_reset, lambda _: (obs_st, st_st), operand=None
+        )
         info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
         return obs, state, reward, done, info
