@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/cfmimo evaluate --out results/evaluate "$@"
+.venv/bin/cfmimo train --out results/train "$@"
