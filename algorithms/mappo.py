@@ -12,6 +12,11 @@ projected step ``lambda <- max(0, lambda + eta (Jc - d))`` (seed 003 eq. (14)), 
 per-agent per-step cost of the rollout and ``d`` the cost limit. Without it the agents learn
 the scalarised reward ``r - cost_weight c`` (seed 003 eq. (16) style; ``cost_weight = 0``: ``r``).
 
+``single_agent=True`` is the monolithic baseline (seed 003's PPO-Lagr, section VI-B): one agent
+whose state concatenates every pair's latest observation (``networks.CentralActorCritic``),
+whose action is the whole association matrix (a factorised joint action: the PPO ratio uses
+the sum of the per-pair log-probabilities), with the network-average reward and cost.
+
 Engine (SPEC section 3b): ``make_train(config, env, env_params)`` returns a ``Trainer`` with pure
 ``init(key, hparams) -> RunnerState`` and ``update(state) -> (state, metrics)`` (a chunk of
 ``updates_per_chunk`` PPO updates inside one ``lax.scan``; rollouts are a ``lax.scan`` over
@@ -76,6 +81,7 @@ class PPOConfig:
     lambda_init: float = 0.0
     cost_weight: float = 0.0
     team_reward: bool = False
+    single_agent: bool = False
     pretrain_policy: str | None = None
     pretrain_updates: int = 0
     pretrain_lr: float = 3e-3
@@ -167,22 +173,32 @@ class Trainer:
         self.graph = env.graph()
         self.n_heads = 2 if config.lagrangian else 1
         obs_shape = tuple(env.obs_shape)
-        if config.encoder == "gru":
+        if config.single_agent:  # PPO-Lagr: one agent over all pairs (latest observation)
+            self.net_kwargs = dict(
+                model="central",
+                n_agents=env.n_agents,
+                obs_features=obs_shape[-1],
+                n_actions=env.n_actions,
+                hidden=config.hidden,
+                n_value_heads=self.n_heads,
+            )
+        elif config.encoder == "gru":
             if len(obs_shape) != 2:
                 raise ValueError(f"encoder 'gru' needs obs [T, F] per agent, got {obs_shape}")
             obs_features = obs_shape[-1]
         else:
             obs_features = int(jnp.prod(jnp.array(obs_shape)))
-        self.net_kwargs = dict(
-            obs_features=obs_features,
-            n_actions=env.n_actions,
-            hidden=config.hidden,
-            encoder=config.encoder,
-            gnn_rounds=config.gnn_rounds,
-            n_edge_types=max(int(jnp.max(self.graph.edge_type, initial=0)) + 1, 1),
-            critic=config.critic,
-            n_value_heads=self.n_heads,
-        )
+        if not config.single_agent:
+            self.net_kwargs = dict(
+                obs_features=obs_features,
+                n_actions=env.n_actions,
+                hidden=config.hidden,
+                encoder=config.encoder,
+                gnn_rounds=config.gnn_rounds,
+                n_edge_types=max(int(jnp.max(self.graph.edge_type, initial=0)) + 1, 1),
+                critic=config.critic,
+                n_value_heads=self.n_heads,
+            )
         self.graphdef, _ = networks.init_params(jax.random.PRNGKey(0), **self.net_kwargs)
         c = config
         self.batch = c.n_envs * c.n_steps
@@ -192,7 +208,7 @@ class Trainer:
 
     def forward(self, params, obs):
         """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``."""
-        if self.config.encoder == "mlp":
+        if self.config.encoder == "mlp" and not self.config.single_agent:
             obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
         g = self.graph
         return networks.apply_model(
@@ -318,7 +334,7 @@ class Trainer:
             else:  # a scalarised reward (cost_weight = 0: the plain reward)
                 sig = (reward - rs.hparams["cost_weight"] * cost)[..., None]
             sig = sig.astype(jnp.float32)
-            if c.team_reward:  # every agent gets the mean over agents (a shared team signal)
+            if c.team_reward or c.single_agent:  # the mean over agents (a shared team signal)
                 sig = jnp.broadcast_to(jnp.mean(sig, axis=-2, keepdims=True), sig.shape)
             ep_ret = ep_ret + jnp.mean(reward, -1)
             ep_cost = ep_cost + jnp.mean(cost, -1)
@@ -358,8 +374,12 @@ class Trainer:
         logits, values = self.forward(params, mb["obs"])
         logp_all = jax.nn.log_softmax(logits)
         logp = jnp.take_along_axis(logp_all, mb["action"][..., None], axis=-1)[..., 0]
-        ratio = jnp.exp(logp - mb["logp"])
         adv = mb["adv"]
+        if self.config.single_agent:  # one joint action: the ratio of the summed log-probs
+            ratio = jnp.exp(jnp.sum(logp - mb["logp"], axis=-1))
+            adv = adv[..., 0]  # every pair carries the same (team) advantage
+        else:
+            ratio = jnp.exp(logp - mb["logp"])
         clipped = jnp.clip(ratio, 1.0 - hp["clip"], 1.0 + hp["clip"])
         pg_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
         v_old = mb["value"]

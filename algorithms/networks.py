@@ -438,6 +438,63 @@ class AgentActorCritic(nnx.Module):
         return logits, values
 
 
+class CentralActorCritic(nnx.Module):
+    """One monolithic agent over all pairs (seed 003's PPO-Lagr baseline, section VI-B).
+
+    The state is the concatenation of every agent's latest observation (for a history
+    ``obs[..., n_agents, T, F]`` the last step ``obs[..., -1, :]``, the instantaneous channel
+    magnitudes of all AP-UE pairs), ``s[..., n_agents F]``; a shared MLP trunk
+    ``x = relu(W2 relu(W1 s))`` feeds an actor head with ``n_agents n_actions`` logits (a
+    factorised joint action: one categorical per agent, their log-probabilities summed by the
+    trainer) and a critic head with ``n_value_heads`` global values, broadcast to every agent.
+    ``-> (logits[..., n_agents, n_actions], values[..., n_agents, n_value_heads])``. Graph
+    arguments are accepted and ignored (same call signature as ``AgentActorCritic``).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_features: int,
+        n_actions: int,
+        *,
+        hidden: int = 64,
+        n_value_heads: int = 1,
+        rngs: nnx.Rngs,
+    ):
+        if min(n_agents, obs_features, n_actions, hidden, n_value_heads) < 1:
+            raise ValueError(
+                "n_agents, obs_features, n_actions, hidden and n_value_heads must be >= 1"
+            )
+        self.n_agents = int(n_agents)
+        self.obs_features = int(obs_features)
+        self.n_actions = int(n_actions)
+        self.n_value_heads = int(n_value_heads)
+        d = self.n_agents * self.obs_features
+        self.trunk = MLP(d, (hidden,), hidden, rngs=rngs)
+        self.actor = MLP(
+            hidden, (hidden,), self.n_agents * self.n_actions, out_scale=0.01, rngs=rngs
+        )
+        self.critic = MLP(hidden, (hidden,), self.n_value_heads, rngs=rngs)
+
+    def __call__(
+        self, obs, senders=None, receivers=None, edge_type=None, edge_mask=None, node_mask=None
+    ):
+        obs = jnp.asarray(obs)
+        if obs.ndim >= 3 and obs.shape[-3] == self.n_agents:
+            obs = obs[..., -1, :]  # the latest step of each agent's history
+        if obs.ndim < 2 or obs.shape[-2:] != (self.n_agents, self.obs_features):
+            raise ValueError(
+                f"CentralActorCritic expects obs[..., {self.n_agents}, (T,) "
+                f"{self.obs_features}], got shape {obs.shape}"
+            )
+        lead = obs.shape[:-2]
+        x = nnx.relu(self.trunk(obs.reshape(lead + (-1,))))
+        logits = self.actor(x).reshape(lead + (self.n_agents, self.n_actions))
+        values = self.critic(x)[..., None, :]
+        values = jnp.broadcast_to(values, lead + (self.n_agents, self.n_value_heads))
+        return logits, values
+
+
 # --------------------------------------------------------------------------------------------
 # Functional helpers
 # --------------------------------------------------------------------------------------------
@@ -460,7 +517,8 @@ def apply_model(graphdef: Any, params: nnx.State, *args, **kwargs):
 
 
 def init_params(key: jax.Array, **ctor_kwargs) -> tuple[Any, nnx.State]:
-    """``AgentActorCritic(**ctor_kwargs)`` initialised from a PRNG key: ``(graphdef, params)``.
+    """``AgentActorCritic(**ctor_kwargs)`` (or, with ``model="central"``,
+    ``CentralActorCritic``) initialised from a PRNG key: ``(graphdef, params)``.
 
     ``key`` may be a raw ``uint32[2]`` key or a typed key, and may be traced: inside
     ``jax.vmap`` over keys only ``params`` can be returned (``graphdef`` is static; take it from
@@ -469,7 +527,14 @@ def init_params(key: jax.Array, **ctor_kwargs) -> tuple[Any, nnx.State]:
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
-    model = AgentActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
+    ctor_kwargs = dict(ctor_kwargs)
+    kind = ctor_kwargs.pop("model", "agent")
+    if kind == "agent":
+        model = AgentActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
+    elif kind == "central":
+        model = CentralActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
+    else:
+        raise ValueError(f"model must be 'agent' or 'central', got {kind!r}")
     return split_model(model)
 
 

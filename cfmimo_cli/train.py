@@ -27,6 +27,9 @@ ALGORITHMS = {
     "ippo": dict(critic="local", lagrangian=False),
     "mappo_lagr": dict(critic="central", lagrangian=True),
     "ippo_lagr": dict(critic="local", lagrangian=True),
+    # seed 003's single-agent baselines: one agent over the whole association matrix
+    "ppo_lagr": dict(critic="central", lagrangian=True, single_agent=True),
+    "ppo": dict(critic="central", lagrangian=False, single_agent=True),
 }
 SCENARIOS = ("ap_selection",)
 

@@ -178,6 +178,39 @@ def test_imitation_reaches_high_accuracy(env_params):
         PPOConfig(pretrain_updates=5)
 
 
+def test_single_agent_ppo_lagr(env_params):
+    """Seed 003's PPO-Lagr: one agent over the association matrix. Its policy of a pair depends
+    on the other pairs' channels; the joint ratio makes the clipped surrogate act on the whole
+    matrix; the multiplier follows the network-average cost."""
+    env, params = env_params
+    cfg = dict(TRAINER, lagrangian=True, single_agent=True, lambda_lr=0.1)
+    tr = make_train(cfg, env, params)
+    rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0), {"cost_limit": 0.0})
+    for v in m.values():
+        assert np.all(np.isfinite(np.asarray(v)))
+    lam = np.asarray(m["lagrange"])
+    np.testing.assert_allclose(np.diff(lam), 0.1 * np.asarray(m["cost"])[:-1], rtol=1e-5)
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.PRNGKey(1), 2), params)
+    obs = obs.astype(jnp.float32)
+    logits, values = tr.forward(rs.params, obs)
+    assert logits.shape == (2, env.n_agents, 2)
+    np.testing.assert_allclose(np.asarray(values - values[:, :1]), 0.0)  # one global value
+    moved = obs.at[:, 1, -1, 0].add(3.0)  # another pair's latest channel
+    assert not np.allclose(np.asarray(tr.forward(rs.params, moved)[0][:, 0]), logits[:, 0])
+    # the loss's ratio is the joint one: exp(sum over pairs of log-ratio)
+    mb = {
+        "obs": obs,
+        "action": jnp.zeros((2, env.n_agents), jnp.int32),
+        "logp": jnp.log(jax.nn.softmax(logits)[..., 0]) - 0.05,
+        "value": values,
+        "adv": jnp.ones((2, env.n_agents)),
+        "ret": values,
+    }
+    hp = dict(rs.hparams, clip=jnp.float32(10.0), ent_coef=jnp.float32(0.0))
+    _, aux = tr._loss(rs.params, mb, hp)
+    np.testing.assert_allclose(float(aux["pg_loss"]), -np.exp(0.05 * env.n_agents), rtol=1e-4)
+
+
 def test_bad_trainer_config(env_params):
     env, params = env_params
     with pytest.raises(ValueError, match="n_minibatches"):

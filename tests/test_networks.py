@@ -412,3 +412,51 @@ def test_value_errors():
         model(obs, SENDERS, RECEIVERS, edge_type=EDGE_TYPE[:-1])
     with pytest.raises(ValueError, match="receivers"):
         model(obs, SENDERS)
+
+
+# ------------------------------------------------------------------------------------------
+# Central (single-agent) actor-critic: seed 003's PPO-Lagr baseline
+# ------------------------------------------------------------------------------------------
+
+
+def test_central_actor_critic_equation_and_shapes():
+    """State = every agent's latest observation, concatenated; an MLP trunk; per-agent logits
+    from one head; one global value per head, broadcast to the agents (NumPy float64 check)."""
+    A, T, F, H = 6, 3, 2, 8
+    graphdef, params = net.init_params(
+        jax.random.PRNGKey(0),
+        model="central",
+        n_agents=A,
+        obs_features=F,
+        n_actions=2,
+        hidden=H,
+        n_value_heads=2,
+    )
+    model = nnx.merge(graphdef, params)
+    obs = np.random.default_rng(1).normal(size=(4, A, T, F))
+    logits, values = model(jnp.asarray(obs, jnp.float32), senders=np.zeros(3, np.int32))
+    assert logits.shape == (4, A, 2) and values.shape == (4, A, 2)
+
+    def dense(layer, x):
+        return x @ _np(layer.kernel) + _np(layer.bias)
+
+    def mlp(m, x):
+        for i, layer in enumerate(m.layers):
+            x = dense(layer, x)
+            if i < len(m.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x
+
+    s = obs[:, :, -1, :].reshape(4, A * F)
+    x = np.maximum(mlp(model.trunk, s), 0.0)
+    np.testing.assert_allclose(_np(logits), mlp(model.actor, x).reshape(4, A, 2), atol=1e-5)
+    v = mlp(model.critic, x)
+    np.testing.assert_allclose(_np(values), np.broadcast_to(v[:, None, :], (4, A, 2)), atol=1e-5)
+    # only the latest step of the history enters the state
+    obs2 = obs.copy()
+    obs2[:, :, 0, :] += 5.0
+    np.testing.assert_array_equal(_np(model(jnp.asarray(obs2, jnp.float32))[0]), _np(logits))
+    with pytest.raises(ValueError, match="CentralActorCritic expects"):
+        model(jnp.zeros((4, A + 1, T, F)))
+    with pytest.raises(ValueError, match="model must be"):
+        net.init_params(jax.random.PRNGKey(0), model="transformer")
