@@ -85,11 +85,14 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str, source:
         else:
             if isinstance(value, Mapping):
                 raise ConfigError(f"{source}: {dotted!r} takes a single value, not a mapping")
+            if isinstance(value, list) and not isinstance(base[key], list):
+                raise ConfigError(f"{source}: {dotted!r} takes a single value, not a list")
             base[key] = value
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``"a.b=value"`` into ``(["a", "b"], value)``, the value parsed as a YAML scalar."""
+    """Split ``"a.b=value"`` into ``(["a", "b"], value)``, the value parsed as YAML (a scalar
+    or a flow list such as ``seeds=[0, 1]``)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -103,8 +106,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r}: value is not a valid YAML scalar: {err}") from err
     if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads "1e-3" as a string; the intent is a number
-    if isinstance(value, dict | list):
-        raise ConfigError(f"override {text!r}: value must be a scalar, not a mapping or list")
+    if isinstance(value, dict):
+        raise ConfigError(f"override {text!r}: value must be a scalar or a list, not a mapping")
     return parts, value
 
 

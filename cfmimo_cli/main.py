@@ -4,7 +4,7 @@ Subcommands:
   evaluate   uplink/downlink SE of every scheme over random network setups, or (``--run DIR``)
              a training run's checkpoint against the heuristic baselines
   train      multi-agent RL training (MAPPO / IPPO, optionally Lagrangian)
-  reproduce  reproduce a paper's figures (not implemented yet)
+  reproduce  reproduce a paper's comparison and figures (``aps-gnn``: seed 003)
   bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
 """
 
@@ -95,6 +95,26 @@ def _train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(ns: argparse.Namespace) -> int:
+    from .reproduce import PAPERS, reproduce, validate_reproduce
+
+    if ns.paper not in PAPERS:
+        raise ConfigError(f"paper must be one of {PAPERS}, got {ns.paper!r}")
+    config_path, overrides = _split_evaluate_args(ns.items)
+    config = load_config(config_path, overrides, command="reproduce")
+    config["paper"] = ns.paper
+    validate_reproduce(config)
+    if ns.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    out = ns.out or f"results/reproduce_{ns.paper.replace('-', '_')}"
+    reproduce(config, out, progress=not ns.no_progress)
+    print(Path(out, "comparison.md").read_text(encoding="utf-8"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -158,10 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--print-config", action="store_true", help="print the configuration")
     tr.set_defaults(func=_train)
 
-    for name, text in (("reproduce", "reproduce a paper's figures (not implemented yet)"),):
-        p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=lambda ns, name=name: _not_implemented(name))
+    rp = sub.add_parser(
+        "reproduce",
+        help="reproduce a paper's comparison table and figures (aps-gnn: seed 003)",
+        description=(
+            "Train and evaluate every method of a paper's comparison over scenarios and seeds, "
+            "then write the comparison table (CSV/JSON/Markdown) and the paper's plots. "
+            "Finished runs in the output folder are reused."
+        ),
+    )
+    rp.add_argument("paper", metavar="PAPER", help="aps-gnn")
+    rp.add_argument("items", nargs="*", metavar="[CONFIG] [key=value ...]")
+    rp.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rp.add_argument("--print-config", action="store_true", help="print the configuration")
+    rp.set_defaults(func=_reproduce)
 
     b = sub.add_parser(
         "bench",
@@ -178,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":  # pass everything, --help included, to the script
         return _bench(argv[1:])
-    if argv and argv[0] == "reproduce":
-        return _not_implemented(argv[0])
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:

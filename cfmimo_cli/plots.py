@@ -11,7 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_learning_curves", "plot_se_cdf", "scheme_label", "sort_schemes"]
+__all__ = [
+    "plot_latency",
+    "plot_learning_curves",
+    "plot_se_cdf",
+    "plot_se_vs_active_aps",
+    "scheme_label",
+    "sort_schemes",
+]
 
 # Uplink keys of cfmimo_jax.se.uplink_se; "mr" is centralized MR, "mr_dist" distributed MR.
 _UPLINK = {
@@ -170,6 +177,65 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: st
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_se_vs_active_aps(table: list[dict[str, Any]], se_target: float, path: str | Path):
+    """Mean SE against active APs, one panel per scenario (seed 003 Figs. 5-6): learned
+    methods as filled markers, heuristics as open ones, error bars = 95 % CI over seeds."""
+    scenarios = list(dict.fromkeys(r["scenario"] for r in table))
+    n = len(scenarios)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.0), squeeze=False)
+    markers = "osD^v<>ph*"
+    for ax, sc in zip(axes[0], scenarios, strict=True):
+        rows = [r for r in table if r["scenario"] == sc]
+        for i, r in enumerate(rows):
+            learned = r["kind"] == "learned"
+            xe = r.get("active_aps_ci95", float("nan"))
+            ye = r.get("mean_se_ci95", float("nan"))
+            ax.errorbar(
+                r["active_aps"],
+                r["mean_se"],
+                xerr=None if np.isnan(xe) else xe,
+                yerr=None if np.isnan(ye) else ye,
+                fmt=markers[i % len(markers)],
+                color=f"C{i % 10}",
+                mfc=f"C{i % 10}" if learned else "none",
+                ms=7,
+                capsize=2,
+                label=r["policy"],
+            )
+        ax.axhline(se_target, color="k", ls="--", lw=0.8, label="SE target")
+        ax.set_title(sc.replace("_", ", "))
+        ax.set_xlabel("active APs")
+        ax.set_ylabel("mean SE per UE (bit/s/Hz)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_latency(rows: list[dict[str, Any]], path: str | Path):
+    """Per-decision inference latency of every policy for one network, log axis (seed 003
+    Fig. 7): grouped bars per scenario."""
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    val = {(r["scenario"], r["policy"]): r["latency_ms"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(scenarios) * len(policies) / 3), 4.0))
+    width = 0.8 / max(len(policies), 1)
+    x = np.arange(len(scenarios))
+    for i, p in enumerate(policies):
+        ys = [val.get((sc, p), np.nan) for sc in scenarios]
+        ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=p, color=f"C{i % 10}")
+    ax.set_xticks(x)
+    ax.set_xticklabels([sc.replace("_", "\n") for sc in scenarios])
+    ax.set_yscale("log")
+    ax.set_ylabel("per-decision latency (ms), one network")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -95,9 +95,12 @@ def test_parse_override():
     assert parse_override("a.b=3") == (["a", "b"], 3)
     assert parse_override("x=1e-3") == (["x"], 1e-3)
     assert parse_override("x=hello") == (["x"], "hello")
-    for bad in ("novalue", "=3", "a..b=1", "x=[1, 2]"):
+    assert parse_override("x=[1, 2]") == (["x"], [1, 2])  # lists: for list-valued keys
+    for bad in ("novalue", "=3", "a..b=1", "x={a: 1}"):
         with pytest.raises(ConfigError):
             parse_override(bad)
+    with pytest.raises(ConfigError, match="not a list"):
+        load_config(None, ["network.K=[1, 2]"])
 
 
 def test_config_file_sets_a_subset(tmp_path):
@@ -186,10 +189,17 @@ def test_print_config(capsys):
     assert "K: 7" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["reproduce"])
-def test_not_implemented_commands(command, capsys):
-    assert main([command, "--anything", "x=1"]) == 2
-    assert "not implemented yet (see issues)" in capsys.readouterr().err
+def test_reproduce_bad_input(capsys):
+    assert main(["reproduce", "nope-paper"]) == 2
+    assert "paper must be one of" in capsys.readouterr().err
+    assert main(["reproduce", "aps-gnn", "methods=[aps_gnn, magic]", "--print-config"]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    assert main(["reproduce", "aps-gnn", "scenarios=[huge_pedestrian]", "--print-config"]) == 2
+    assert "huge_pedestrian" in capsys.readouterr().err
+    assert main(["reproduce", "aps-gnn", "seeds=[]", "--print-config"]) == 2
+    assert "seeds" in capsys.readouterr().err
+    assert main(["reproduce", "aps-gnn", "seeds=[3]", "--print-config"]) == 0
+    assert "- 3" in capsys.readouterr().out
 
 
 def test_bench_without_script(monkeypatch, capsys):

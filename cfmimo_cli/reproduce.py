@@ -1,0 +1,251 @@
+"""``cfmimo reproduce aps-gnn``: seed 003's comparison table and plots.
+
+For every scenario (medium / large network, pedestrian / vehicular UEs), method and seed the
+command runs one ``cfmimo train`` (``cfmimo_cli.train.train``) into
+``OUT/<scenario>/<method>/seed<k>/``, reusing runs whose ``summary.json`` holds the same
+configuration (an interrupted sweep continues where it stopped). Each run ends with the learned
+policy and the heuristics evaluated on the same episodes (per seed). Then:
+
+* ``comparison.csv`` / ``comparison.json`` / ``comparison.md``: mean over seeds and 95 %
+  confidence half-width (Student t over seeds) of mean SE, fraction of UEs meeting the target,
+  active APs, network power and cost, for every method and heuristic of every scenario;
+* ``se_vs_active_aps.png``: mean SE against active APs, one panel per scenario, SE target
+  dashed (seed 003 Figs. 5-6);
+* ``latency.png`` and ``latency.csv``: per-decision inference latency of every policy for one
+  network (jitted, median of ``latency_repeats`` timed calls after a warm-up), log axis
+  (seed 003 Fig. 7).
+
+Methods: ``aps_gnn`` (MAPPO-Lagrangian, GRU + GNN actor, imitation of 4-strongest),
+``ppo_lagr`` (one agent over the association matrix), ``aps_gnn_no_gru``,
+``aps_gnn_no_pretrain`` and ``unconstrained_w<w>`` (MAPPO on ``r - w c``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import ConfigError, load_default
+
+PAPERS = ("aps-gnn",)
+METRICS = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
+FIXED_METHODS = {
+    "aps_gnn": {"algorithm": "mappo_lagr"},
+    "ppo_lagr": {"algorithm": "ppo_lagr"},
+    "aps_gnn_no_gru": {"algorithm": "mappo_lagr", "trainer": {"encoder": "mlp"}},
+    "aps_gnn_no_pretrain": {"algorithm": "mappo_lagr", "trainer": {"pretrain_updates": 0}},
+}
+_UNCONSTRAINED = re.compile(r"unconstrained_w(\d+(\.\d*)?|\.\d+)$")
+SCENARIO_RE = re.compile(r"(medium|large)_(pedestrian|vehicular)$")
+# two-sided 95 % Student t quantiles for n - 1 = 1..10 degrees of freedom
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def method_overrides(name: str) -> dict[str, Any]:
+    """The train-configuration changes of a method (see the module docstring)."""
+    if name in FIXED_METHODS:
+        return copy.deepcopy(FIXED_METHODS[name])
+    m = _UNCONSTRAINED.match(name)
+    if m:
+        return {"algorithm": "mappo", "trainer": {"cost_weight": float(m.group(1))}}
+    raise ConfigError(
+        f"unknown method {name!r}; known: {sorted(FIXED_METHODS)} and unconstrained_w<weight>"
+    )
+
+
+def validate_reproduce(config: dict[str, Any]) -> None:
+    """Check a reproduce configuration before any training (``ConfigError`` names the key)."""
+    if config["paper"] not in PAPERS:
+        raise ConfigError(f"paper must be one of {PAPERS}, got {config['paper']!r}")
+    seeds = config["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ConfigError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    for key in ("scenarios", "methods"):
+        if not isinstance(config[key], list) or not config[key]:
+            raise ConfigError(f"{key} must be a non-empty list, got {config[key]!r}")
+    for s in config["scenarios"]:
+        if not isinstance(s, str) or not SCENARIO_RE.match(s):
+            raise ConfigError(f"scenarios: {s!r} is not <medium|large>_<pedestrian|vehicular>")
+    for m in config["methods"]:
+        method_overrides(str(m))
+    r = config["latency_repeats"]
+    if not isinstance(r, int) or r < 1:
+        raise ConfigError(f"latency_repeats must be a positive integer, got {r!r}")
+
+
+def run_config(config: dict[str, Any], scenario: str, method: str, seed: int) -> dict[str, Any]:
+    """The ``cfmimo train`` configuration of one (scenario, method, seed)."""
+    size, mobility = SCENARIO_RE.match(scenario).groups()
+    cfg = load_default("train")
+    cfg["seed"] = int(seed)
+    cfg["env"].update(config["sizes"][size], mobility=mobility)
+    cfg["trainer"].update(config["budget"][size])
+    cfg["eval"].update(config["eval"])
+    over = method_overrides(method)
+    cfg["algorithm"] = over["algorithm"]
+    cfg["trainer"].update(over.get("trainer", {}))
+    if not cfg["trainer"]["pretrain_updates"]:
+        cfg["trainer"]["pretrain_policy"] = None
+    return cfg
+
+
+def _ci95(x: np.ndarray) -> float:
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    t = _T95.get(n - 1, 1.96)
+    return float(t * np.std(x, ddof=1) / math.sqrt(n))
+
+
+def _latency(trainer, params, env, env_params, repeats: int) -> dict[str, float]:
+    """Median seconds of one jitted decision for one network: the learned policy (greedy) and
+    k-strongest."""
+    import jax
+
+    obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
+    pols = {
+        "learned": jax.jit(lambda o: trainer.act(params, o)),
+        "k-strongest": jax.jit(lambda o: env.heuristics()["1-strongest"](o)),
+    }
+    out = {}
+    for name, f in pols.items():
+        jax.block_until_ready(f(obs))
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(obs))
+            ts.append(time.perf_counter() - t0)
+        out[name] = float(np.median(ts))
+    return out
+
+
+def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
+    """Run (or reuse) every training run of the sweep and write the comparison (see module)."""
+    validate_reproduce(config)
+    from tqdm.auto import tqdm
+
+    from . import train as train_mod
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+    runs = [
+        (sc, m, s) for sc in config["scenarios"] for m in config["methods"] for s in config["seeds"]
+    ]
+    for sc, m, s in runs:  # validate every run before training any
+        train_mod.validate_train(run_config(config, sc, m, s))
+    summaries = {}
+    bar = tqdm(runs, desc="runs", unit="run", disable=not progress)
+    for sc, m, s in bar:
+        bar.set_postfix_str(f"{sc} {m} seed {s}")
+        cfg = run_config(config, sc, m, s)
+        run_dir = out_dir / sc / m / f"seed{s}"
+        summ_path = run_dir / "summary.json"
+        summary = None
+        if summ_path.is_file():
+            old = json.loads(summ_path.read_text("utf-8"))
+            if old.get("config") == cfg and "latency_s" in old:
+                summary = old
+        if summary is None:
+            summary = train_mod.train(cfg, run_dir, progress=False, stream=False)
+            state = summary.pop("state")
+            env, env_params, trainer = train_mod.build(cfg)
+            summary["latency_s"] = _latency(
+                trainer, state.params, env, env_params, config["latency_repeats"]
+            )
+            summ_path.write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+        summaries[(sc, m, s)] = summary
+    bar.close()
+    result = aggregate(config, summaries)
+    _write_outputs(out_dir, result)
+    return result
+
+
+def aggregate(config: dict[str, Any], summaries: dict[tuple[str, str, int], dict]) -> dict:
+    """The comparison from the runs' summaries ``{(scenario, method, seed): summary}``: per
+    scenario, each method's greedy policy and each heuristic (evaluated in every run of a seed
+    on the same episodes: taken from the first method's run), mean and 95 % CI over seeds."""
+    table, lat_rows = [], []
+    seeds, methods = config["seeds"], config["methods"]
+    for sc in config["scenarios"]:
+        first = summaries[(sc, methods[0], seeds[0])]["evaluation"]
+        heuristics = [h for h in first if not h.startswith("learned")]
+        entries = [(m, "learned", [(m, s, "learned (greedy)") for s in seeds]) for m in methods]
+        entries += [(h, "heuristic", [(methods[0], s, h) for s in seeds]) for h in heuristics]
+        for name, kind, keys in entries:
+            evs = [summaries[(sc, m, s)]["evaluation"][pol] for m, s, pol in keys]
+            row = {"scenario": sc, "policy": name, "kind": kind, "n_seeds": len(evs)}
+            for k in METRICS:
+                x = np.array([e[k] for e in evs], float)
+                row[k] = float(np.mean(x))
+                row[k + "_ci95"] = _ci95(x)
+            table.append(row)
+        for m in methods:
+            ts = [summaries[(sc, m, s)]["latency_s"]["learned"] for s in seeds]
+            lat_rows.append({"scenario": sc, "policy": m, "latency_ms": 1e3 * np.median(ts)})
+        ts = [summaries[(sc, methods[0], s)]["latency_s"]["k-strongest"] for s in seeds]
+        lat_rows.append(
+            {"scenario": sc, "policy": "k-strongest", "latency_ms": 1e3 * np.median(ts)}
+        )
+    se_target = summaries[(config["scenarios"][0], methods[0], seeds[0])]["config"]["env"][
+        "se_target"
+    ]
+    return {
+        "paper": config["paper"],
+        "seeds": seeds,
+        "table": table,
+        "latency": [dict(r, latency_ms=float(r["latency_ms"])) for r in lat_rows],
+        "se_target": se_target,
+    }
+
+
+def _write_outputs(out_dir: Path, result: dict) -> None:
+    table = result["table"]
+    fields = ["scenario", "policy", "kind", "n_seeds"]
+    for k in METRICS:
+        fields += [k, k + "_ci95"]
+    with (out_dir / "comparison.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(table)
+    with (out_dir / "latency.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["scenario", "policy", "latency_ms"])
+        w.writeheader()
+        w.writerows(result["latency"])
+    (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    lines = [
+        f"# Seed 003 (APS-GNN) comparison, seeds {result['seeds']}",
+        "",
+        "Mean over seeds (95 % confidence half-width over seeds in brackets).",
+        "",
+        "| scenario | policy | mean SE | frac. meeting target | active APs | power (W) | cost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        cells = [
+            f"{r[k]:.3f}" + ("" if math.isnan(r[k + "_ci95"]) else f" ({r[k + '_ci95']:.3f})")
+            for k in METRICS
+        ]
+        lines.append(f"| {r['scenario']} | {r['policy']} | " + " | ".join(cells) + " |")
+    lines += ["", "| scenario | policy | per-decision latency (ms) |", "|---|---|---|"]
+    lines += [
+        f"| {r['scenario']} | {r['policy']} | {r['latency_ms']:.3f} |" for r in result["latency"]
+    ]
+    (out_dir / "comparison.md").write_text("\n".join(lines) + "\n", "utf-8")
+    from .plots import plot_latency, plot_se_vs_active_aps
+
+    plot_se_vs_active_aps(table, result["se_target"], out_dir / "se_vs_active_aps.png")
+    plot_latency(result["latency"], out_dir / "latency.png")
