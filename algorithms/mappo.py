@@ -17,6 +17,12 @@ whose state concatenates every pair's latest observation (``networks.CentralActo
 whose action is the whole association matrix (a factorised joint action: the PPO ratio uses
 the sum of the per-pair log-probabilities), with the network-average reward and cost.
 
+``model="mat"`` is the Multi-Agent Transformer (Wen et al. 2022; seed 003's MAT-Lagr with
+``lagrangian=True``: a second encoder for the cost values, ``algorithms.transformer``): the
+rollout generates each joint action agent by agent (``MultiAgentTransformer.sample``), the
+update evaluates the same conditionals in one causal pass given the stored actions, and each
+agent's ratio is that of its conditional ``pi_i(a_i | o, a_{<i})`` (MAT's objective).
+
 Engine (SPEC section 3b): ``make_train(config, env, env_params)`` returns a ``Trainer`` with pure
 ``init(key, hparams) -> RunnerState`` and ``update(state) -> (state, metrics)`` (a chunk of
 ``updates_per_chunk`` PPO updates inside one ``lax.scan``; rollouts are a ``lax.scan`` over
@@ -82,9 +88,14 @@ class PPOConfig:
     cost_weight: float = 0.0
     team_reward: bool = False
     single_agent: bool = False
+    model: str = "agent"
+    mat_blocks: int = 1
+    mat_heads: int = 1
     pretrain_policy: str | None = None
     pretrain_updates: int = 0
     pretrain_lr: float = 3e-3
+    pretrain_smoothing: float = 0.0
+    critic_warmup: int = 0
 
     def __post_init__(self):
         for name in ("n_envs", "n_steps", "n_updates", "updates_per_chunk", "epochs"):
@@ -102,12 +113,27 @@ class PPOConfig:
             )
         if self.pretrain_updates < 0:
             raise ValueError(f"pretrain_updates must be >= 0, got {self.pretrain_updates}")
+        if not 0.0 <= self.pretrain_smoothing < 1.0:
+            raise ValueError(
+                f"pretrain_smoothing must lie in [0, 1), got {self.pretrain_smoothing}"
+            )
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.pretrain_updates and not self.pretrain_policy:
             raise ValueError("pretrain_updates > 0 needs a pretrain_policy (a heuristic's name)")
         if self.critic not in ("central", "local"):
             raise ValueError(f"critic must be 'central' or 'local', got {self.critic!r}")
         if self.encoder not in ("gru", "mlp"):
             raise ValueError(f"encoder must be 'gru' or 'mlp', got {self.encoder!r}")
+        if self.model not in ("agent", "mat"):
+            raise ValueError(f"model must be 'agent' or 'mat', got {self.model!r}")
+        if self.model == "mat" and self.single_agent:
+            raise ValueError("model='mat' and single_agent=True exclude each other")
+        if self.mat_blocks < 1 or self.mat_heads < 1 or self.hidden % self.mat_heads:
+            raise ValueError(
+                f"mat_blocks and mat_heads must be >= 1 and divide hidden: got mat_blocks="
+                f"{self.mat_blocks}, mat_heads={self.mat_heads}, hidden={self.hidden}"
+            )
         if self.gnn_rounds < 0:
             raise ValueError(f"gnn_rounds must be >= 0, got {self.gnn_rounds}")
         for name in ("lr", "gamma", "gae_lambda", "clip", "max_grad_norm"):
@@ -159,6 +185,18 @@ def _raw_key(key):
     return key
 
 
+def _is_value_head(path) -> bool:
+    """Whether a parameter path belongs to the critics only: ``critic`` of the actor-critics;
+    for the transformer, the ``value`` MLP of its first encoder and the whole of the others
+    (the cost encoders feed nothing but cost values)."""
+    names = [str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)]
+    if "critic" in names:
+        return True
+    if names[:1] == ["encoders"] and len(names) > 2:
+        return names[1] != "0" or names[2] == "value"
+    return False
+
+
 def _normalise(x):
     return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
 
@@ -173,7 +211,18 @@ class Trainer:
         self.graph = env.graph()
         self.n_heads = 2 if config.lagrangian else 1
         obs_shape = tuple(env.obs_shape)
-        if config.single_agent:  # PPO-Lagr: one agent over all pairs (latest observation)
+        self.autoregressive = config.model == "mat"
+        if self.autoregressive:  # MAT(-Lagr): a transformer over the agents' sequence
+            self.net_kwargs = dict(
+                model="mat",
+                obs_features=int(jnp.prod(jnp.array(obs_shape))),
+                n_actions=env.n_actions,
+                hidden=config.hidden,
+                n_blocks=config.mat_blocks,
+                n_heads=config.mat_heads,
+                n_value_heads=self.n_heads,
+            )
+        elif config.single_agent:  # PPO-Lagr: one agent over all pairs (latest observation)
             self.net_kwargs = dict(
                 model="central",
                 n_agents=env.n_agents,
@@ -188,7 +237,7 @@ class Trainer:
             obs_features = obs_shape[-1]
         else:
             obs_features = int(jnp.prod(jnp.array(obs_shape)))
-        if not config.single_agent:
+        if not (config.single_agent or self.autoregressive):
             self.net_kwargs = dict(
                 obs_features=obs_features,
                 n_actions=env.n_actions,
@@ -206,8 +255,15 @@ class Trainer:
 
     # ---- network --------------------------------------------------------------------------
 
-    def forward(self, params, obs):
-        """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``."""
+    def forward(self, params, obs, action=None):
+        """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``.
+
+        For the transformer (``model="mat"``) the logits are the conditionals given ``action``
+        (``[..., A]``, required: teacher forcing)."""
+        if self.autoregressive:
+            if action is None:
+                raise ValueError("model='mat' needs the actions to evaluate its conditionals")
+            return networks.apply_model(self.graphdef, params, obs.astype(jnp.float32), action)
         if self.config.encoder == "mlp" and not self.config.single_agent:
             obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
         g = self.graph
@@ -221,6 +277,27 @@ class Trainer:
             edge_mask=g.edge_mask,
             node_mask=g.node_mask,
         )
+
+    def values(self, params, obs):
+        """``obs[..., A, *obs_shape] -> values[..., A, H]``."""
+        if self.autoregressive:
+            return networks.apply_method(self.graphdef, params, "values", obs.astype(jnp.float32))
+        return self.forward(params, obs)[1]
+
+    def sample(self, params, obs, key, greedy: bool = False):
+        """Actions of the policy with their log-probabilities and the values:
+        ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax)."""
+        if self.autoregressive:
+            return networks.apply_method(
+                self.graphdef, params, "sample", obs.astype(jnp.float32), key, greedy=greedy
+            )
+        logits, values = self.forward(params, obs)
+        if greedy:
+            action = jnp.argmax(logits, -1).astype(jnp.int32)
+        else:
+            action = jax.random.categorical(key, logits).astype(jnp.int32)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)
+        return action, logp[..., 0], values
 
     def _optimizer(self, hp):
         return optax.chain(
@@ -286,9 +363,11 @@ class Trainer:
         )
 
         def ce(p, obs, target):
-            logits, _ = self.forward(p, obs)
+            logits, _ = self.forward(p, obs, target)  # (teacher forcing for the transformer)
             logp = jax.nn.log_softmax(logits)
-            loss = -jnp.mean(jnp.take_along_axis(logp, target[..., None], -1))
+            eps = c.pretrain_smoothing  # label smoothing keeps some entropy for RL to explore
+            soft = (1.0 - eps) * jax.nn.one_hot(target, logits.shape[-1]) + eps / logits.shape[-1]
+            loss = -jnp.mean(jnp.sum(soft * logp, -1))
             acc = jnp.mean((jnp.argmax(logits, -1) == target).astype(jnp.float32))
             return loss, acc
 
@@ -316,16 +395,12 @@ class Trainer:
         def step(carry, key):
             env_state, obs, ep_ret, ep_cost = carry
             k_act, k_env = jax.random.split(key)
-            logits, values = self.forward(rs.params, obs)
-            action = jax.random.categorical(k_act, logits)
-            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[
-                ..., 0
-            ]
+            action, logp, values = self.sample(rs.params, obs, k_act)
             keys = jax.random.split(k_env, c.n_envs)
             obs2, env_state2, reward, done, info = self.env.step_batch(
                 keys, env_state, action, self.env_params
             )
-            _, v_next = self.forward(rs.params, info["final_obs"])
+            v_next = self.values(rs.params, info["final_obs"])
             obs2 = obs2.astype(jnp.float32)  # the trainer works in float32 (also under x64)
             reward = reward.astype(jnp.float32)
             cost = info.get("cost", jnp.zeros_like(reward)).astype(jnp.float32)
@@ -371,7 +446,7 @@ class Trainer:
         return key, carry, traj
 
     def _loss(self, params, mb, hp):
-        logits, values = self.forward(params, mb["obs"])
+        logits, values = self.forward(params, mb["obs"], mb["action"])
         logp_all = jax.nn.log_softmax(logits)
         logp = jnp.take_along_axis(logp_all, mb["action"][..., None], axis=-1)[..., 0]
         adv = mb["adv"]
@@ -429,6 +504,10 @@ class Trainer:
         data = jax.tree.map(lambda x: x.reshape((self.batch,) + x.shape[2:]), data)
         opt = self._optimizer(hp)
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        # critic warm-up: the first ``critic_warmup`` updates train the value heads only (after
+        # imitation the critics start untrained, and their noisy advantages would move the
+        # imitated policy in random directions; the shared backbone is frozen too)
+        actor_on = (rs.update >= c.critic_warmup).astype(jnp.float32)
 
         def epoch(carry, k):
             params, opt_state = carry
@@ -440,6 +519,10 @@ class Trainer:
             def minibatch(carry, mb):
                 params, opt_state = carry
                 (_, aux), grads = grad_fn(params, mb, hp)
+                if c.critic_warmup:
+                    grads = jax.tree_util.tree_map_with_path(
+                        lambda path, g: g if _is_value_head(path) else g * actor_on, grads
+                    )
                 updates, opt_state = opt.update(grads, opt_state, params)
                 params = optax.apply_updates(params, updates)
                 return (params, opt_state), aux
@@ -492,11 +575,11 @@ class Trainer:
     # ---- acting ---------------------------------------------------------------------------
 
     def act(self, params, obs, key=None):
-        """Actions of the learned policy: sampled with ``key``, greedy (argmax) without."""
-        logits, _ = self.forward(params, obs)
+        """Actions of the learned policy: sampled with ``key``, greedy (argmax; for the
+        transformer, agent by agent) without."""
         if key is None:
-            return jnp.argmax(logits, -1).astype(jnp.int32)
-        return jax.random.categorical(key, logits).astype(jnp.int32)
+            return self.sample(params, obs, jax.random.PRNGKey(0), greedy=True)[0]
+        return self.sample(params, obs, key)[0]
 
 
 def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:

@@ -44,6 +44,7 @@ __all__ = [
     "AgentActorCritic",
     "split_model",
     "apply_model",
+    "apply_method",
     "init_params",
     "param_count",
 ]
@@ -516,9 +517,16 @@ def apply_model(graphdef: Any, params: nnx.State, *args, **kwargs):
     return nnx.merge(graphdef, params)(*args, **kwargs)
 
 
+def apply_method(graphdef: Any, params: nnx.State, method: str, *args, **kwargs):
+    """Like ``apply_model`` but calls the module's method ``method`` (e.g. the transformer's
+    ``"sample"`` or ``"values"``)."""
+    return getattr(nnx.merge(graphdef, params), method)(*args, **kwargs)
+
+
 def init_params(key: jax.Array, **ctor_kwargs) -> tuple[Any, nnx.State]:
     """``AgentActorCritic(**ctor_kwargs)`` (or, with ``model="central"``,
-    ``CentralActorCritic``) initialised from a PRNG key: ``(graphdef, params)``.
+    ``CentralActorCritic``; with ``model="mat"``, ``transformer.MultiAgentTransformer``)
+    initialised from a PRNG key: ``(graphdef, params)``.
 
     ``key`` may be a raw ``uint32[2]`` key or a typed key, and may be traced: inside
     ``jax.vmap`` over keys only ``params`` can be returned (``graphdef`` is static; take it from
@@ -533,8 +541,12 @@ def init_params(key: jax.Array, **ctor_kwargs) -> tuple[Any, nnx.State]:
         model = AgentActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
     elif kind == "central":
         model = CentralActorCritic(**ctor_kwargs, rngs=nnx.Rngs(params=key))
+    elif kind == "mat":
+        from .transformer import MultiAgentTransformer
+
+        model = MultiAgentTransformer(**ctor_kwargs, rngs=nnx.Rngs(params=key))
     else:
-        raise ValueError(f"model must be 'agent' or 'central', got {kind!r}")
+        raise ValueError(f"model must be 'agent', 'central' or 'mat', got {kind!r}")
     return split_model(model)
 
 

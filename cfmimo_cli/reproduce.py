@@ -16,7 +16,9 @@ policy and the heuristics evaluated on the same episodes (per seed). Then:
   (seed 003 Fig. 7).
 
 Methods: ``aps_gnn`` (MAPPO-Lagrangian, GRU + GNN actor, imitation of 4-strongest),
-``ppo_lagr`` (one agent over the association matrix), ``aps_gnn_no_gru``,
+``ppo_lagr`` (one agent over the association matrix), ``mat_lagr`` (Multi-Agent Transformer,
+autoregressive over the agents, with a cost encoder; imitation of 4-strongest too),
+``aps_gnn_no_gru``,
 ``aps_gnn_no_pretrain`` and ``unconstrained_w<w>`` (MAPPO on ``r - w c``).
 """
 
@@ -41,6 +43,7 @@ METRICS = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
 FIXED_METHODS = {
     "aps_gnn": {"algorithm": "mappo_lagr"},
     "ppo_lagr": {"algorithm": "ppo_lagr"},
+    "mat_lagr": {"algorithm": "mat_lagr"},
     "aps_gnn_no_gru": {"algorithm": "mappo_lagr", "trainer": {"encoder": "mlp"}},
     "aps_gnn_no_pretrain": {"algorithm": "mappo_lagr", "trainer": {"pretrain_updates": 0}},
 }
@@ -102,6 +105,23 @@ def run_config(config: dict[str, Any], scenario: str, method: str, seed: int) ->
     return cfg
 
 
+def _with_defaults(cfg: Any) -> Any:
+    """A stored run configuration completed with the keys added to the embedded default since
+    (those keys were at their default values, behaviour unchanged, when the run was made)."""
+    if not isinstance(cfg, dict):
+        return cfg
+
+    def merge(base, over):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = (
+                merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            )
+        return out
+
+    return merge(load_default("train"), cfg)
+
+
 def _ci95(x: np.ndarray) -> float:
     n = len(x)
     if n < 2:
@@ -157,7 +177,7 @@ def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True
         summary = None
         if summ_path.is_file():
             old = json.loads(summ_path.read_text("utf-8"))
-            if old.get("config") == cfg and "latency_s" in old:
+            if _with_defaults(old.get("config")) == cfg and "latency_s" in old:
                 summary = old
         if summary is None:
             summary = train_mod.train(cfg, run_dir, progress=False, stream=False)

@@ -30,6 +30,9 @@ ALGORITHMS = {
     # seed 003's single-agent baselines: one agent over the whole association matrix
     "ppo_lagr": dict(critic="central", lagrangian=True, single_agent=True),
     "ppo": dict(critic="central", lagrangian=False, single_agent=True),
+    # seed 003's MAT-Lagr baseline: Multi-Agent Transformer, autoregressive over the agents
+    "mat_lagr": dict(critic="central", lagrangian=True, model="mat"),
+    "mat": dict(critic="central", lagrangian=False, model="mat"),
 }
 SCENARIOS = ("ap_selection",)
 

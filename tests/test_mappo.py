@@ -178,6 +178,51 @@ def test_imitation_reaches_high_accuracy(env_params):
         PPOConfig(pretrain_updates=5)
 
 
+def test_label_smoothing_and_critic_warmup(env_params):
+    """Imitation with label smoothing eps converges to probability 1 - eps + eps / 2 on the
+    teacher's action (the cross-entropy minimiser), not 1; during the critic warm-up only the
+    value head moves (the imitated actor and the shared backbone stay as they are)."""
+    from algorithms.mappo import _is_value_head
+
+    env, params = env_params
+    cfg = dict(
+        TRAINER,
+        hidden=16,
+        pretrain_policy="2-strongest",
+        pretrain_updates=300,
+        pretrain_lr=1e-2,
+        pretrain_smoothing=0.2,
+        critic_warmup=2,
+    )
+    tr = make_train(cfg, env, params)
+    rs = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    teacher = env.heuristics()["2-strongest"]
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.PRNGKey(9), 32), params)
+    probs = jax.nn.softmax(tr.forward(rs.params, obs.astype(jnp.float32))[0])
+    p_teacher = np.take_along_axis(np.asarray(probs), np.asarray(teacher(obs))[..., None], -1)
+    assert 0.8 < np.median(p_teacher) < 0.95, np.median(p_teacher)
+    rs2, _ = jax.jit(tr.update)(rs)  # updates 0 and 1: warm-up
+    moved = {}
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(rs.params), jax.tree.leaves(rs2.params), strict=True
+    ):
+        moved[jax.tree_util.keystr(path)] = (_is_value_head(path), not np.array_equal(a, b))
+    assert all(m for head, m in moved.values() if head), moved
+    assert not any(m for head, m in moved.values() if not head), moved
+    rs3, _ = jax.jit(tr.update)(rs2)  # after the warm-up the actor learns
+    assert any(
+        not np.array_equal(a, b)
+        for (path, a), b in zip(
+            jax.tree_util.tree_leaves_with_path(rs2.params), jax.tree.leaves(rs3.params)
+        )
+        if not _is_value_head(path)
+    )
+    with pytest.raises(ValueError, match="pretrain_smoothing"):
+        PPOConfig(pretrain_smoothing=1.0)
+    with pytest.raises(ValueError, match="critic_warmup"):
+        PPOConfig(critic_warmup=-1)
+
+
 def test_single_agent_ppo_lagr(env_params):
     """Seed 003's PPO-Lagr: one agent over the association matrix. Its policy of a pair depends
     on the other pairs' channels; the joint ratio makes the clipped surrogate act on the whole

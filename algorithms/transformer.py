@@ -1,0 +1,299 @@
+"""Multi-Agent Transformer (MAT) with cost encoders: the MAT-Lagr baseline of seed 003.
+
+MAT (Wen et al., "Multi-Agent Reinforcement Learning is a Sequence Modeling Problem", NeurIPS
+2022) treats the agents as a sequence: an encoder of self-attention blocks turns all agents'
+observations into representations ``x_{1:A}`` and per-agent values, and a decoder generates the
+actions autoregressively, agent ``i`` attending to the actions of agents ``1..i-1`` (causal
+self-attention) and to every representation (cross-attention)::
+
+    pi(a | o) = prod_i pi_i(a_i | x_{1:A}, a_{1:i-1})              (MAT eq. (4)-(5))
+
+seed 003 (section VI-B) adds a second encoder of the same shape for the cost values of the
+Lagrangian (MAT-Lagr); here one encoder per value head (``n_value_heads``: 1 = reward, 2 =
+reward + cost), the first one feeding the decoder.
+
+Blocks (post-norm, as MAT; ``d = hidden``, ``GELU`` activations; unlike MAT's code there is
+no LayerNorm of the raw observation: ours are already normalised, and a per-agent LayerNorm
+over a short history of one quantity would erase its level, e.g. the channel strength)::
+
+    encoder:  x = LN(GELU(W_e o_i))
+              x = LN(x + MHA(x, x));  x = LN(x + MLP(x))            (n_blocks times)
+              V_i = MLP(x_i)
+    decoder:  y_0 = LN(GELU(W_a onehot(start))),  y_i = LN(GELU(W_a onehot(a_{i-1})))
+              y = LN(y + MHA_causal(y, y)); y = LN(y + MHA(y, x)); y = LN(y + MLP(y))
+              logits_i = MLP(y_i)
+
+``__call__(obs, actions)`` evaluates all ``A`` conditionals in one pass with a causal mask
+(teacher forcing, for PPO's ratios and imitation); ``sample(obs, key)`` generates the actions
+with a ``lax.scan`` over agents and a key/value cache of the causal self-attention (O(A d) work
+per agent), which is the per-decision cost that seed 003 measures (its Fig. 7). Both give the
+same conditionals for the same actions (``tests/test_transformer.py``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .networks import MLP
+
+__all__ = ["MultiHeadAttention", "MultiAgentTransformer"]
+
+
+def attend(q, k, v, mask, n_heads: int):
+    """Scaled dot-product attention over ``n_heads`` heads.
+
+    ``q[..., nq, d]``, ``k[..., nk, d]``, ``v[..., nk, d]``, ``mask`` broadcastable to
+    ``[..., nq, nk]`` (True: attend; ``None``: all) -> ``[..., nq, d]``::
+
+        out_h = softmax(q_h k_h^T / sqrt(d / n_heads) + log mask) v_h   (Vaswani et al. eq. (1))
+
+    Rows whose mask is all False give zeros.
+    """
+    d = q.shape[-1]
+    dh = d // n_heads
+
+    def heads(x):  # [..., n, d] -> [..., H, n, dh]
+        return jnp.moveaxis(x.reshape(x.shape[:-1] + (n_heads, dh)), -2, -3)
+
+    qh, kh, vh = heads(q), heads(k), heads(v)
+    s = jnp.einsum("...qd,...kd->...qk", qh, kh) / jnp.sqrt(jnp.asarray(dh, q.dtype))
+    if mask is not None:
+        m = jnp.expand_dims(jnp.asarray(mask, bool), -3)  # broadcast over heads
+        s = jnp.where(m, s, jnp.asarray(-jnp.inf, s.dtype))
+        smax = jnp.max(s, axis=-1, keepdims=True)
+        smax = jax.lax.stop_gradient(jnp.where(jnp.isfinite(smax), smax, 0.0))
+        w = jnp.where(m, jnp.exp(s - smax), 0.0)
+        w = w / jnp.where(jnp.sum(w, -1, keepdims=True) > 0, jnp.sum(w, -1, keepdims=True), 1.0)
+    else:
+        w = jax.nn.softmax(s, axis=-1)
+    out = jnp.einsum("...qk,...kd->...qd", w, vh)  # [..., H, nq, dh]
+    out = jnp.moveaxis(out, -3, -2)
+    return out.reshape(out.shape[:-2] + (d,))
+
+
+class MultiHeadAttention(nnx.Module):
+    """``out = W_o attend(W_q xq, W_k xkv, W_v xkv, mask)`` with ``n_heads`` heads
+    (``d % n_heads == 0``); ``xq[..., nq, d]``, ``xkv[..., nk, d]`` -> ``[..., nq, d]``."""
+
+    def __init__(self, d: int, n_heads: int, *, rngs: nnx.Rngs):
+        if d % n_heads:
+            raise ValueError(f"hidden={d} must be a multiple of n_heads={n_heads}")
+        self.n_heads = int(n_heads)
+        self.q = nnx.Linear(d, d, rngs=rngs)
+        self.k = nnx.Linear(d, d, rngs=rngs)
+        self.v = nnx.Linear(d, d, rngs=rngs)
+        self.o = nnx.Linear(d, d, rngs=rngs)
+
+    def __call__(self, xq, xkv, mask=None):
+        return self.o(attend(self.q(xq), self.k(xkv), self.v(xkv), mask, self.n_heads))
+
+
+class _EncoderBlock(nnx.Module):
+    def __init__(self, d, n_heads, *, rngs):
+        self.attn = MultiHeadAttention(d, n_heads, rngs=rngs)
+        self.ln1 = nnx.LayerNorm(d, rngs=rngs)
+        self.mlp = MLP(d, (d,), d, activation=nnx.gelu, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(d, rngs=rngs)
+
+    def __call__(self, x, mask):
+        x = self.ln1(x + self.attn(x, x, mask))
+        return self.ln2(x + self.mlp(x))
+
+
+class _DecoderBlock(nnx.Module):
+    def __init__(self, d, n_heads, *, rngs):
+        self.self_attn = MultiHeadAttention(d, n_heads, rngs=rngs)
+        self.ln1 = nnx.LayerNorm(d, rngs=rngs)
+        self.cross_attn = MultiHeadAttention(d, n_heads, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(d, rngs=rngs)
+        self.mlp = MLP(d, (d,), d, activation=nnx.gelu, rngs=rngs)
+        self.ln3 = nnx.LayerNorm(d, rngs=rngs)
+
+    def cross_kv(self, rep):
+        """Keys and values of the cross-attention over the encoder's representations."""
+        return self.cross_attn.k(rep), self.cross_attn.v(rep)
+
+    def finish(self, y, self_out, cross_k, cross_v, cross_mask):
+        """The block after its causal self-attention output ``self_out`` (before ``W_o``)."""
+        c = self.cross_attn
+        y = self.ln1(y + self.self_attn.o(self_out))
+        y = self.ln2(y + c.o(attend(c.q(y), cross_k, cross_v, cross_mask, c.n_heads)))
+        return self.ln3(y + self.mlp(y))
+
+
+class _ObsEncoder(nnx.Module):
+    def __init__(self, obs_features, d, n_blocks, n_heads, *, rngs):
+        self.embed = nnx.Linear(obs_features, d, rngs=rngs)
+        self.ln_emb = nnx.LayerNorm(d, rngs=rngs)
+        self.blocks = nnx.List([_EncoderBlock(d, n_heads, rngs=rngs) for _ in range(n_blocks)])
+        self.value = MLP(d, (d,), 1, activation=nnx.gelu, rngs=rngs)
+
+    def __call__(self, obs, mask):
+        x = self.ln_emb(nnx.gelu(self.embed(obs)))
+        for blk in self.blocks:  # a loop over layers, not over data
+            x = blk(x, mask)
+        return x, self.value(x)
+
+
+class MultiAgentTransformer(nnx.Module):
+    """MAT actor-critic over ``A`` agents (see the module docstring for the equations).
+
+    ``obs[..., A, T, F]`` or ``obs[..., A, F']`` (flattened to ``obs_features = T F`` per agent).
+    ``__call__(obs, actions[..., A]) -> (logits[..., A, n_actions], values[..., A,
+    n_value_heads])`` (teacher forcing: ``logits_i`` conditions on ``actions[..., :i]``);
+    ``values(obs) -> [..., A, n_value_heads]``; ``sample(obs, key, greedy=False) ->
+    (actions[..., A] int32, logp[..., A], values)``. ``node_mask[A]`` (optional) removes agents
+    from the encoder's and the cross-attention's keys; other graph arguments are ignored (the
+    transformer attends over all agents).
+    """
+
+    def __init__(
+        self,
+        obs_features: int,
+        n_actions: int,
+        *,
+        hidden: int = 64,
+        n_blocks: int = 1,
+        n_heads: int = 1,
+        n_value_heads: int = 1,
+        rngs: nnx.Rngs,
+    ):
+        if min(obs_features, n_actions, hidden, n_blocks, n_heads, n_value_heads) < 1:
+            raise ValueError(
+                "obs_features, n_actions, hidden, n_blocks, n_heads and n_value_heads must be >= 1"
+            )
+        d = int(hidden)
+        self.obs_features = int(obs_features)
+        self.n_actions = int(n_actions)
+        self.hidden = d
+        self.n_heads = int(n_heads)
+        self.n_value_heads = int(n_value_heads)
+        self.encoders = nnx.List(
+            [
+                _ObsEncoder(self.obs_features, d, n_blocks, n_heads, rngs=rngs)
+                for _ in range(self.n_value_heads)
+            ]
+        )
+        self.action_embed = nnx.Linear(self.n_actions + 1, d, use_bias=False, rngs=rngs)
+        self.ln_act = nnx.LayerNorm(d, rngs=rngs)
+        self.blocks = nnx.List([_DecoderBlock(d, n_heads, rngs=rngs) for _ in range(n_blocks)])
+        self.head = MLP(d, (d,), self.n_actions, activation=nnx.gelu, out_scale=0.01, rngs=rngs)
+
+    # ---- pieces -----------------------------------------------------------------------------
+
+    def _flat(self, obs):
+        obs = jnp.asarray(obs)
+        if not jnp.issubdtype(obs.dtype, jnp.floating):
+            obs = obs.astype(jnp.float32)
+        if obs.ndim >= 3 and obs.shape[-2] * obs.shape[-1] == self.obs_features:
+            obs = obs.reshape(obs.shape[:-2] + (self.obs_features,))
+        if obs.ndim < 2 or obs.shape[-1] != self.obs_features:
+            raise ValueError(
+                f"MultiAgentTransformer expects obs[..., A, {self.obs_features}] (or "
+                f"[..., A, T, F] with T F = {self.obs_features}), got shape {obs.shape}"
+            )
+        return obs
+
+    def _mask(self, n_agents, node_mask):
+        if node_mask is None:
+            return None
+        m = jnp.asarray(node_mask, bool)
+        if m.shape != (n_agents,):
+            raise ValueError(f"node_mask must have shape ({n_agents},), got {m.shape}")
+        return m[None, :]  # [1, A]: keys only
+
+    def encode(self, obs, node_mask=None):
+        """``-> (rep[..., A, d], values[..., A, n_value_heads])``."""
+        obs = self._flat(obs)
+        mask = self._mask(obs.shape[-2], node_mask)
+        outs = [enc(obs, mask) for enc in self.encoders]  # one encoder per value head
+        return outs[0][0], jnp.concatenate([v for _, v in outs], axis=-1)
+
+    def _tokens(self, onehot):
+        return self.ln_act(nnx.gelu(self.action_embed(onehot)))
+
+    # ---- teacher forcing --------------------------------------------------------------------
+
+    def __call__(
+        self,
+        obs,
+        actions,
+        senders=None,
+        receivers=None,
+        edge_type=None,
+        edge_mask=None,
+        node_mask=None,
+    ):
+        rep, values = self.encode(obs, node_mask)
+        n_agents = rep.shape[-2]
+        actions = jnp.asarray(actions)
+        if actions.shape != rep.shape[:-1]:
+            raise ValueError(f"actions must have shape {rep.shape[:-1]}, got {actions.shape}")
+        prev = jnp.concatenate(
+            [
+                jnp.full(actions.shape[:-1] + (1,), self.n_actions, jnp.int32),
+                actions[..., :-1].astype(jnp.int32),
+            ],
+            axis=-1,
+        )
+        y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype))
+        causal = jnp.tril(jnp.ones((n_agents, n_agents), bool))
+        cross = self._mask(n_agents, node_mask)
+        for blk in self.blocks:  # layers
+            a = blk.self_attn
+            out = attend(a.q(y), a.k(y), a.v(y), causal, a.n_heads)
+            y = blk.finish(y, out, *blk.cross_kv(rep), cross)
+        return self.head(y), values
+
+    def values(self, obs, node_mask=None):
+        return self.encode(obs, node_mask)[1]
+
+    # ---- autoregressive generation ------------------------------------------------------------
+
+    def sample(self, obs, key, greedy: bool = False, node_mask=None):
+        """Generate the joint action agent by agent (``lax.scan`` over agents, key/value cache).
+
+        ``-> (actions[..., A] int32, logp[..., A], values[..., A, n_value_heads])``; ``logp``
+        are the conditionals ``log pi_i(a_i | x, a_{<i})`` (equal to ``__call__``'s for these
+        actions). ``greedy=True``: ``a_i = argmax`` (``key`` unused).
+        """
+        rep, values = self.encode(obs, node_mask)
+        lead, n_agents, d = rep.shape[:-2], rep.shape[-2], rep.shape[-1]
+        cross = self._mask(n_agents, node_mask)
+        blocks = list(self.blocks)
+        zeros = jnp.zeros((len(blocks),) + lead + (n_agents, d), rep.dtype)
+        start = jnp.full(lead, self.n_actions, jnp.int32)
+        pos = jnp.arange(n_agents)
+        cross_kv = [blk.cross_kv(rep) for blk in blocks]  # once per decision, not per agent
+
+        def step(carry, xs):
+            prev, cache_k, cache_v = carry
+            i, k_i = xs
+            y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype))
+            y = y[..., None, :]  # [..., 1, d]
+            new_k, new_v = [], []
+            for b, blk in enumerate(blocks):  # layers
+                a = blk.self_attn
+                ck = jax.lax.dynamic_update_slice_in_dim(cache_k[b], a.k(y), i, axis=-2)
+                cv = jax.lax.dynamic_update_slice_in_dim(cache_v[b], a.v(y), i, axis=-2)
+                out = attend(a.q(y), ck, cv, (pos <= i)[None, :], a.n_heads)
+                y = blk.finish(y, out, *cross_kv[b], cross)
+                new_k.append(ck)
+                new_v.append(cv)
+            logits = self.head(y[..., 0, :])
+            if greedy:
+                act = jnp.argmax(logits, -1).astype(jnp.int32)
+            else:
+                act = jax.random.categorical(k_i, logits).astype(jnp.int32)
+            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), act[..., None], -1)[..., 0]
+            return (act, jnp.stack(new_k), jnp.stack(new_v)), (act, logp)
+
+        if key is None:
+            if not greedy:
+                raise ValueError("sample needs a PRNG key unless greedy=True")
+            key = jax.random.PRNGKey(0)
+        keys = jax.random.split(key, n_agents)
+        _, (acts, logps) = jax.lax.scan(step, (start, zeros, zeros), (pos, keys))
+        return jnp.moveaxis(acts, 0, -1), jnp.moveaxis(logps, 0, -1), values
