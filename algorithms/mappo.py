@@ -185,6 +185,34 @@ def _raw_key(key):
     return key
 
 
+def graph_groups(graph, n_agents: int):
+    """Group labels of the agents from an agent graph: for every edge type ``t`` the connected
+    components of the valid type-``t`` edges, labelled ``0..n_t-1`` in order of first agent
+    (for AP selection: type 0 = same AP, type 1 = same UE, so the labels are each pair's AP and
+    UE). ``-> int32[n_agents, n_types]`` (NumPy; static, computed once)."""
+    import numpy as np
+
+    snd, rcv = np.asarray(graph.senders), np.asarray(graph.receivers)
+    typ, ok = np.asarray(graph.edge_type), np.asarray(graph.edge_mask, bool)
+    n_types = int(typ.max(initial=0)) + 1 if len(typ) else 1
+    out = np.zeros((n_agents, n_types), np.int32)
+    for t in range(n_types):  # union-find at set-up time, outside any jitted code
+        parent = list(range(n_agents))
+
+        def find(i, parent=parent):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in zip(snd[(typ == t) & ok], rcv[(typ == t) & ok], strict=True):
+            parent[find(int(a))] = find(int(b))
+        labels: dict[int, int] = {}
+        for i in range(n_agents):
+            out[i, t] = labels.setdefault(find(i), len(labels))
+    return out
+
+
 def _is_value_head(path) -> bool:
     """Whether a parameter path belongs to the critics only: ``critic`` of the actor-critics;
     for the transformer, the ``value`` MLP of its first encoder and the whole of the others
@@ -213,7 +241,9 @@ class Trainer:
         obs_shape = tuple(env.obs_shape)
         self.autoregressive = config.model == "mat"
         if self.autoregressive:  # MAT(-Lagr): a transformer over the agents' sequence
+            self.group_ids = graph_groups(self.graph, env.n_agents)
             self.net_kwargs = dict(
+                n_groups=tuple(int(n) for n in self.group_ids.max(0) + 1),
                 model="mat",
                 obs_features=int(jnp.prod(jnp.array(obs_shape))),
                 n_actions=env.n_actions,
@@ -263,7 +293,9 @@ class Trainer:
         if self.autoregressive:
             if action is None:
                 raise ValueError("model='mat' needs the actions to evaluate its conditionals")
-            return networks.apply_model(self.graphdef, params, obs.astype(jnp.float32), action)
+            return networks.apply_model(
+                self.graphdef, params, obs.astype(jnp.float32), action, group_ids=self.group_ids
+            )
         if self.config.encoder == "mlp" and not self.config.single_agent:
             obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
         g = self.graph
@@ -281,7 +313,9 @@ class Trainer:
     def values(self, params, obs):
         """``obs[..., A, *obs_shape] -> values[..., A, H]``."""
         if self.autoregressive:
-            return networks.apply_method(self.graphdef, params, "values", obs.astype(jnp.float32))
+            return networks.apply_method(
+                self.graphdef, params, "values", obs.astype(jnp.float32), group_ids=self.group_ids
+            )
         return self.forward(params, obs)[1]
 
     def sample(self, params, obs, key, greedy: bool = False):
@@ -289,7 +323,13 @@ class Trainer:
         ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax)."""
         if self.autoregressive:
             return networks.apply_method(
-                self.graphdef, params, "sample", obs.astype(jnp.float32), key, greedy=greedy
+                self.graphdef,
+                params,
+                "sample",
+                obs.astype(jnp.float32),
+                key,
+                greedy=greedy,
+                group_ids=self.group_ids,
             )
         logits, values = self.forward(params, obs)
         if greedy:

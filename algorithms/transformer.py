@@ -32,6 +32,8 @@ same conditionals for the same actions (``tests/test_transformer.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -130,8 +132,8 @@ class _ObsEncoder(nnx.Module):
         self.blocks = nnx.List([_EncoderBlock(d, n_heads, rngs=rngs) for _ in range(n_blocks)])
         self.value = MLP(d, (d,), 1, activation=nnx.gelu, rngs=rngs)
 
-    def __call__(self, obs, mask):
-        x = self.ln_emb(nnx.gelu(self.embed(obs)))
+    def __call__(self, obs, mask, ids):
+        x = self.ln_emb(nnx.gelu(self.embed(obs)) + ids)
         for blk in self.blocks:  # a loop over layers, not over data
             x = blk(x, mask)
         return x, self.value(x)
@@ -147,6 +149,13 @@ class MultiAgentTransformer(nnx.Module):
     (actions[..., A] int32, logp[..., A], values)``. ``node_mask[A]`` (optional) removes agents
     from the encoder's and the cross-attention's keys; other graph arguments are ignored (the
     transformer attends over all agents).
+
+    Agent identity: the observations alone do not say which agents share an AP or a UE, so
+    with ``n_groups = (n_1, ..., n_G)`` every call takes ``group_ids[A, G]`` (agent ``i`` is in
+    group ``group_ids[i, g]`` of grouping ``g``, e.g. its AP and its UE) and learned embeddings
+    ``sum_g E_g[group_ids[i, g]]`` are added to agent ``i``'s observation embedding (encoders)
+    and to the decoder token that decides agent ``i`` (MAT's position information, factorised;
+    the trainer derives the groups from the agent graph's edge types).
     """
 
     def __init__(
@@ -158,8 +167,11 @@ class MultiAgentTransformer(nnx.Module):
         n_blocks: int = 1,
         n_heads: int = 1,
         n_value_heads: int = 1,
+        n_groups: Sequence[int] = (),
         rngs: nnx.Rngs,
     ):
+        if any(int(n) < 1 for n in n_groups):
+            raise ValueError(f"n_groups must hold positive group counts, got {n_groups}")
         if min(obs_features, n_actions, hidden, n_blocks, n_heads, n_value_heads) < 1:
             raise ValueError(
                 "obs_features, n_actions, hidden, n_blocks, n_heads and n_value_heads must be >= 1"
@@ -180,6 +192,9 @@ class MultiAgentTransformer(nnx.Module):
         self.ln_act = nnx.LayerNorm(d, rngs=rngs)
         self.blocks = nnx.List([_DecoderBlock(d, n_heads, rngs=rngs) for _ in range(n_blocks)])
         self.head = MLP(d, (d,), self.n_actions, activation=nnx.gelu, out_scale=0.01, rngs=rngs)
+        self.n_groups = tuple(int(n) for n in n_groups)
+        self.enc_ids = nnx.List([nnx.Embed(n, d, rngs=rngs) for n in self.n_groups])
+        self.dec_ids = nnx.List([nnx.Embed(n, d, rngs=rngs) for n in self.n_groups])
 
     # ---- pieces -----------------------------------------------------------------------------
 
@@ -204,15 +219,32 @@ class MultiAgentTransformer(nnx.Module):
             raise ValueError(f"node_mask must have shape ({n_agents},), got {m.shape}")
         return m[None, :]  # [1, A]: keys only
 
-    def encode(self, obs, node_mask=None):
+    def _ids(self, tables, group_ids, n_agents):
+        """``sum_g E_g[group_ids[:, g]]``: ``[A, d]`` (zero without groups)."""
+        if not self.n_groups:
+            if group_ids is not None:
+                raise ValueError("group_ids given to a transformer built without n_groups")
+            return jnp.zeros((n_agents, self.hidden), jnp.float32)
+        if group_ids is None:
+            raise ValueError(f"group_ids[{n_agents}, {len(self.n_groups)}] are required")
+        group_ids = jnp.asarray(group_ids, jnp.int32)
+        if group_ids.shape != (n_agents, len(self.n_groups)):
+            raise ValueError(
+                f"group_ids must have shape ({n_agents}, {len(self.n_groups)}), got "
+                f"{group_ids.shape}"
+            )
+        return sum(t(group_ids[:, g]) for g, t in enumerate(tables))
+
+    def encode(self, obs, node_mask=None, group_ids=None):
         """``-> (rep[..., A, d], values[..., A, n_value_heads])``."""
         obs = self._flat(obs)
         mask = self._mask(obs.shape[-2], node_mask)
-        outs = [enc(obs, mask) for enc in self.encoders]  # one encoder per value head
+        ids = self._ids(self.enc_ids, group_ids, obs.shape[-2]).astype(obs.dtype)
+        outs = [enc(obs, mask, ids) for enc in self.encoders]  # one encoder per value head
         return outs[0][0], jnp.concatenate([v for _, v in outs], axis=-1)
 
-    def _tokens(self, onehot):
-        return self.ln_act(nnx.gelu(self.action_embed(onehot)))
+    def _tokens(self, onehot, ids):
+        return self.ln_act(nnx.gelu(self.action_embed(onehot)) + ids)
 
     # ---- teacher forcing --------------------------------------------------------------------
 
@@ -225,8 +257,9 @@ class MultiAgentTransformer(nnx.Module):
         edge_type=None,
         edge_mask=None,
         node_mask=None,
+        group_ids=None,
     ):
-        rep, values = self.encode(obs, node_mask)
+        rep, values = self.encode(obs, node_mask, group_ids)
         n_agents = rep.shape[-2]
         actions = jnp.asarray(actions)
         if actions.shape != rep.shape[:-1]:
@@ -238,7 +271,8 @@ class MultiAgentTransformer(nnx.Module):
             ],
             axis=-1,
         )
-        y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype))
+        dec_ids = self._ids(self.dec_ids, group_ids, n_agents).astype(rep.dtype)
+        y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype), dec_ids)
         causal = jnp.tril(jnp.ones((n_agents, n_agents), bool))
         cross = self._mask(n_agents, node_mask)
         for blk in self.blocks:  # layers
@@ -247,19 +281,19 @@ class MultiAgentTransformer(nnx.Module):
             y = blk.finish(y, out, *blk.cross_kv(rep), cross)
         return self.head(y), values
 
-    def values(self, obs, node_mask=None):
-        return self.encode(obs, node_mask)[1]
+    def values(self, obs, node_mask=None, group_ids=None):
+        return self.encode(obs, node_mask, group_ids)[1]
 
     # ---- autoregressive generation ------------------------------------------------------------
 
-    def sample(self, obs, key, greedy: bool = False, node_mask=None):
+    def sample(self, obs, key, greedy: bool = False, node_mask=None, group_ids=None):
         """Generate the joint action agent by agent (``lax.scan`` over agents, key/value cache).
 
         ``-> (actions[..., A] int32, logp[..., A], values[..., A, n_value_heads])``; ``logp``
         are the conditionals ``log pi_i(a_i | x, a_{<i})`` (equal to ``__call__``'s for these
         actions). ``greedy=True``: ``a_i = argmax`` (``key`` unused).
         """
-        rep, values = self.encode(obs, node_mask)
+        rep, values = self.encode(obs, node_mask, group_ids)
         lead, n_agents, d = rep.shape[:-2], rep.shape[-2], rep.shape[-1]
         cross = self._mask(n_agents, node_mask)
         blocks = list(self.blocks)
@@ -267,11 +301,12 @@ class MultiAgentTransformer(nnx.Module):
         start = jnp.full(lead, self.n_actions, jnp.int32)
         pos = jnp.arange(n_agents)
         cross_kv = [blk.cross_kv(rep) for blk in blocks]  # once per decision, not per agent
+        dec_ids = self._ids(self.dec_ids, group_ids, n_agents).astype(rep.dtype)
 
         def step(carry, xs):
             prev, cache_k, cache_v = carry
             i, k_i = xs
-            y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype))
+            y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype), dec_ids[i])
             y = y[..., None, :]  # [..., 1, d]
             new_k, new_v = [], []
             for b, blk in enumerate(blocks):  # layers

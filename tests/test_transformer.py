@@ -18,8 +18,16 @@ from cfmimo_jax.envs import ap_selection as aps
 
 A, T, F = 7, 3, 2
 KW = dict(
-    model="mat", obs_features=T * F, n_actions=3, hidden=8, n_blocks=2, n_heads=2, n_value_heads=2
+    model="mat",
+    obs_features=T * F,
+    n_actions=3,
+    hidden=8,
+    n_blocks=2,
+    n_heads=2,
+    n_value_heads=2,
+    n_groups=(3, 4),
 )
+IDS = np.stack([np.arange(A) % 3, np.arange(A) % 4], -1)  # two groupings of the agents
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +83,19 @@ def test_generation_equals_teacher_forcing(model):
     conditionals; greedy generation is a fixed point of the teacher-forced argmax."""
     gd, p = model
     obs = _obs(1)
-    act, logp, val = networks.apply_method(gd, p, "sample", obs, jax.random.PRNGKey(2))
+    act, logp, val = networks.apply_method(
+        gd, p, "sample", obs, jax.random.PRNGKey(2), group_ids=IDS
+    )
     assert act.shape == logp.shape == (2, A) and val.shape == (2, A, 2)
-    logits, val2 = networks.apply_model(gd, p, obs, act)
+    logits, val2 = networks.apply_model(gd, p, obs, act, group_ids=IDS)
     lp2 = jnp.take_along_axis(jax.nn.log_softmax(logits), act[..., None], -1)[..., 0]
     np.testing.assert_allclose(np.asarray(logp), np.asarray(lp2), atol=2e-6)
     np.testing.assert_allclose(np.asarray(val), np.asarray(val2), atol=1e-6)
-    greedy, _, _ = networks.apply_method(gd, p, "sample", obs, None, greedy=True)
-    logits, _ = networks.apply_model(gd, p, obs, greedy)
+    greedy, _, _ = networks.apply_method(gd, p, "sample", obs, None, greedy=True, group_ids=IDS)
+    logits, _ = networks.apply_model(gd, p, obs, greedy, group_ids=IDS)
     np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, -1)), np.asarray(greedy))
     # sampling follows the conditionals: different keys give different joint actions
-    acts = jax.vmap(lambda k: networks.apply_method(gd, p, "sample", obs, k)[0])(
+    acts = jax.vmap(lambda k: networks.apply_method(gd, p, "sample", obs, k, group_ids=IDS)[0])(
         jax.random.split(jax.random.PRNGKey(3), 8)
     )
     assert len({tuple(np.asarray(a).ravel()) for a in acts}) > 1
@@ -96,9 +106,9 @@ def test_decoder_is_causal(model):
     gd, p = model
     obs = _obs(4, lead=())
     a = jnp.zeros((A,), jnp.int32)
-    base, _ = networks.apply_model(gd, p, obs, a)
+    base, _ = networks.apply_model(gd, p, obs, a, group_ids=IDS)
     for j in (0, 3, A - 1):
-        changed, _ = networks.apply_model(gd, p, obs, a.at[j].set(2))
+        changed, _ = networks.apply_model(gd, p, obs, a.at[j].set(2), group_ids=IDS)
         np.testing.assert_allclose(np.asarray(changed[: j + 1]), np.asarray(base[: j + 1]))
         if j < A - 1:
             assert not np.allclose(np.asarray(changed[j + 1 :]), np.asarray(base[j + 1 :]))
@@ -107,14 +117,17 @@ def test_decoder_is_causal(model):
 @settings(max_examples=15, deadline=None)
 @given(perm=st.permutations(list(range(A))), seed=st.integers(0, 1000))
 def test_encoders_are_permutation_equivariant(model, perm, seed):
-    """Without positional encodings the reward and cost encoders are permutation-equivariant
-    over agents (only the decoder's generation order breaks the symmetry)."""
+    """The reward and cost encoders are permutation-equivariant over agents when the agents'
+    group labels move with them (only the decoder's generation order breaks the symmetry);
+    the group labels matter."""
     gd, p = model
     obs = _obs(seed)
     perm = np.asarray(perm)
-    v = networks.apply_method(gd, p, "values", obs)
-    vp = networks.apply_method(gd, p, "values", obs[:, perm])
+    v = networks.apply_method(gd, p, "values", obs, group_ids=IDS)
+    vp = networks.apply_method(gd, p, "values", obs[:, perm], group_ids=IDS[perm])
     np.testing.assert_allclose(np.asarray(vp), np.asarray(v)[:, perm], rtol=1e-5, atol=1e-5)
+    v_other = networks.apply_method(gd, p, "values", obs, group_ids=IDS[::-1])
+    assert not np.allclose(np.asarray(v_other), np.asarray(v))
     assert not np.allclose(np.asarray(v[..., 0]), np.asarray(v[..., 1]))  # two encoders
 
 
@@ -124,7 +137,7 @@ def test_gradients_reach_every_parameter(model):
     act = jnp.ones((2, A), jnp.int32)
 
     def loss(params):
-        logits, values = networks.apply_model(gd, params, obs, act)
+        logits, values = networks.apply_model(gd, params, obs, act, group_ids=IDS)
         return jnp.sum(jax.nn.log_softmax(logits)[..., 0]) + jnp.sum(values**2)
 
     g = jax.grad(loss)(p)
@@ -139,9 +152,15 @@ def test_value_errors(model):
     with pytest.raises(ValueError, match=">= 1"):
         networks.init_params(jax.random.PRNGKey(0), **dict(KW, n_blocks=0))
     with pytest.raises(ValueError, match="actions must have shape"):
-        networks.apply_model(gd, p, _obs(0), jnp.zeros((2, A + 1), jnp.int32))
+        networks.apply_model(gd, p, _obs(0), jnp.zeros((2, A + 1), jnp.int32), group_ids=IDS)
     with pytest.raises(ValueError, match="expects obs"):
         networks.apply_model(gd, p, jnp.zeros((2, A, 5)), jnp.zeros((2, A), jnp.int32))
+    with pytest.raises(ValueError, match="group_ids"):
+        networks.apply_model(gd, p, _obs(0), jnp.zeros((2, A), jnp.int32))
+    with pytest.raises(ValueError, match="group_ids must have shape"):
+        networks.apply_model(gd, p, _obs(0), jnp.zeros((2, A), jnp.int32), group_ids=IDS[:, :1])
+    with pytest.raises(ValueError, match="n_groups"):
+        networks.init_params(jax.random.PRNGKey(0), **dict(KW, n_groups=(0,)))
     with pytest.raises(ValueError, match="mat_heads"):
         PPOConfig(model="mat", hidden=8, mat_heads=3)
     with pytest.raises(ValueError, match="exclude"):
@@ -173,6 +192,9 @@ def test_mat_lagr_trainer():
         pretrain_updates=30,
     )
     tr = make_train(cfg, env, params)
+    # the agents' groups come from the graph: pair (l, k) = agent l K + k is in AP group l and
+    # UE group k
+    np.testing.assert_array_equal(tr.group_ids, [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]])
     rs, pre = jax.jit(tr.init_with_metrics)(jax.random.PRNGKey(0))
     acc = np.asarray(pre["accuracy"])
     assert acc[-5:].mean() > acc[:5].mean()
