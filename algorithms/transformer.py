@@ -20,12 +20,17 @@ over a short history of one quantity would erase its level, e.g. the channel str
               x = LN(x + MHA(x, x));  x = LN(x + MLP(x))            (n_blocks times)
               V_i = MLP(x_i)
     decoder:  y_0 = LN(GELU(W_a onehot(start))),  y_i = LN(GELU(W_a onehot(a_{i-1})))
-              y = LN(y + MHA_causal(y, y)); y = LN(y + MHA(y, x)); y = LN(y + MLP(y))
+              u = LN(y + MHA_causal(q=y, k=y, v=y))
+              y = LN(x + MHA_causal(q=x, k=u, v=u)); y = LN(y + MLP(y))   (n_blocks times)
               logits_i = MLP(y_i)
+
+(MAT's decoder block: the second attention's queries are the agents' own encoder
+representations ``x_i``, its keys and values the causal action features, so agent ``i`` sees
+its own observation directly and the actions of agents ``< i`` through attention.)
 
 ``__call__(obs, actions)`` evaluates all ``A`` conditionals in one pass with a causal mask
 (teacher forcing, for PPO's ratios and imitation); ``sample(obs, key)`` generates the actions
-with a ``lax.scan`` over agents and a key/value cache of the causal self-attention (O(A d) work
+with a ``lax.scan`` over agents and key/value caches of both causal attentions (O(A d) work
 per agent), which is the per-decision cost that seed 003 measures (its Fig. 7). Both give the
 same conditionals for the same actions (``tests/test_transformer.py``).
 """
@@ -113,16 +118,15 @@ class _DecoderBlock(nnx.Module):
         self.mlp = MLP(d, (d,), d, activation=nnx.gelu, rngs=rngs)
         self.ln3 = nnx.LayerNorm(d, rngs=rngs)
 
-    def cross_kv(self, rep):
-        """Keys and values of the cross-attention over the encoder's representations."""
-        return self.cross_attn.k(rep), self.cross_attn.v(rep)
+    def mid(self, y, self_out):
+        """``x = LN(y + W_o self_out)`` after the causal self-attention output ``self_out``."""
+        return self.ln1(y + self.self_attn.o(self_out))
 
-    def finish(self, y, self_out, cross_k, cross_v, cross_mask):
-        """The block after its causal self-attention output ``self_out`` (before ``W_o``)."""
-        c = self.cross_attn
-        y = self.ln1(y + self.self_attn.o(self_out))
-        y = self.ln2(y + c.o(attend(c.q(y), cross_k, cross_v, cross_mask, c.n_heads)))
-        return self.ln3(y + self.mlp(y))
+    def finish(self, rep, cross_out):
+        """``z = LN(rep + W_o cross_out)``, ``LN(z + MLP(z))`` after the attention of the
+        agents' representations over the causal action features."""
+        z = self.ln2(rep + self.cross_attn.o(cross_out))
+        return self.ln3(z + self.mlp(z))
 
 
 class _ObsEncoder(nnx.Module):
@@ -147,8 +151,8 @@ class MultiAgentTransformer(nnx.Module):
     n_value_heads])`` (teacher forcing: ``logits_i`` conditions on ``actions[..., :i]``);
     ``values(obs) -> [..., A, n_value_heads]``; ``sample(obs, key, greedy=False) ->
     (actions[..., A] int32, logp[..., A], values)``. ``node_mask[A]`` (optional) removes agents
-    from the encoder's and the cross-attention's keys; other graph arguments are ignored (the
-    transformer attends over all agents).
+    from the encoders' attention keys; other graph arguments are ignored (the transformer
+    attends over all agents).
 
     Agent identity: the observations alone do not say which agents share an AP or a UE, so
     with ``n_groups = (n_1, ..., n_G)`` every call takes ``group_ids[A, G]`` (agent ``i`` is in
@@ -274,11 +278,10 @@ class MultiAgentTransformer(nnx.Module):
         dec_ids = self._ids(self.dec_ids, group_ids, n_agents).astype(rep.dtype)
         y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype), dec_ids)
         causal = jnp.tril(jnp.ones((n_agents, n_agents), bool))
-        cross = self._mask(n_agents, node_mask)
         for blk in self.blocks:  # layers
-            a = blk.self_attn
-            out = attend(a.q(y), a.k(y), a.v(y), causal, a.n_heads)
-            y = blk.finish(y, out, *blk.cross_kv(rep), cross)
+            a, c = blk.self_attn, blk.cross_attn
+            u = blk.mid(y, attend(a.q(y), a.k(y), a.v(y), causal, a.n_heads))
+            y = blk.finish(rep, attend(c.q(rep), c.k(u), c.v(u), causal, c.n_heads))
         return self.head(y), values
 
     def values(self, obs, node_mask=None, group_ids=None):
@@ -295,12 +298,11 @@ class MultiAgentTransformer(nnx.Module):
         """
         rep, values = self.encode(obs, node_mask, group_ids)
         lead, n_agents, d = rep.shape[:-2], rep.shape[-2], rep.shape[-1]
-        cross = self._mask(n_agents, node_mask)
         blocks = list(self.blocks)
-        zeros = jnp.zeros((len(blocks),) + lead + (n_agents, d), rep.dtype)
+        zeros = jnp.zeros((2 * len(blocks),) + lead + (n_agents, d), rep.dtype)
         start = jnp.full(lead, self.n_actions, jnp.int32)
         pos = jnp.arange(n_agents)
-        cross_kv = [blk.cross_kv(rep) for blk in blocks]  # once per decision, not per agent
+        cross_q = [blk.cross_attn.q(rep) for blk in blocks]  # once per decision
         dec_ids = self._ids(self.dec_ids, group_ids, n_agents).astype(rep.dtype)
 
         def step(carry, xs):
@@ -309,14 +311,19 @@ class MultiAgentTransformer(nnx.Module):
             y = self._tokens(jax.nn.one_hot(prev, self.n_actions + 1, dtype=rep.dtype), dec_ids[i])
             y = y[..., None, :]  # [..., 1, d]
             new_k, new_v = [], []
-            for b, blk in enumerate(blocks):  # layers
-                a = blk.self_attn
-                ck = jax.lax.dynamic_update_slice_in_dim(cache_k[b], a.k(y), i, axis=-2)
-                cv = jax.lax.dynamic_update_slice_in_dim(cache_v[b], a.v(y), i, axis=-2)
-                out = attend(a.q(y), ck, cv, (pos <= i)[None, :], a.n_heads)
-                y = blk.finish(y, out, *cross_kv[b], cross)
-                new_k.append(ck)
-                new_v.append(cv)
+            seen = (pos <= i)[None, :]
+            rep_i = jax.lax.dynamic_slice_in_dim(rep, i, 1, axis=-2)  # [..., 1, d]
+            for b, blk in enumerate(blocks):  # layers; caches 2b (self) and 2b+1 (cross)
+                a, c = blk.self_attn, blk.cross_attn
+                ck = jax.lax.dynamic_update_slice_in_dim(cache_k[2 * b], a.k(y), i, axis=-2)
+                cv = jax.lax.dynamic_update_slice_in_dim(cache_v[2 * b], a.v(y), i, axis=-2)
+                u = blk.mid(y, attend(a.q(y), ck, cv, seen, a.n_heads))
+                uk = jax.lax.dynamic_update_slice_in_dim(cache_k[2 * b + 1], c.k(u), i, axis=-2)
+                uv = jax.lax.dynamic_update_slice_in_dim(cache_v[2 * b + 1], c.v(u), i, axis=-2)
+                q_i = jax.lax.dynamic_slice_in_dim(cross_q[b], i, 1, axis=-2)
+                y = blk.finish(rep_i, attend(q_i, uk, uv, seen, c.n_heads))
+                new_k += [ck, uk]
+                new_v += [cv, uv]
             logits = self.head(y[..., 0, :])
             if greedy:
                 act = jnp.argmax(logits, -1).astype(jnp.int32)
