@@ -136,11 +136,17 @@ class PPOConfig:
             )
         if self.gnn_rounds < 0:
             raise ValueError(f"gnn_rounds must be >= 0, got {self.gnn_rounds}")
-        for name in ("lr", "gamma", "gae_lambda", "clip", "max_grad_norm"):
+        for name in ("lr", "clip", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError("gamma must lie in (0, 1] and gae_lambda in [0, 1]")
+        # gamma = 0 is allowed: where actions do not move the state (AP selection: the channels
+        # evolve by mobility whatever is selected) the problem is a contextual bandit and the
+        # myopic return r_t is the unbiased, lowest-variance target
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError(
+                f"gamma must lie in [0, 1] and gae_lambda in [0, 1]: got gamma={self.gamma}, "
+                f"gae_lambda={self.gae_lambda}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict) -> PPOConfig:

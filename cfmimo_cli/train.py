@@ -172,6 +172,9 @@ def train(
     init = jax.jit(trainer.init_with_metrics)
     update = jax.jit(trainer.update)
     state, pre = init(jax.random.PRNGKey(config["seed"]))
+    # Commit the state to the device as a restored checkpoint is: a fresh run and its
+    # resumption then run (and compile, or hit the compilation cache with) the same programs.
+    state = jax.device_put(state, jax.devices()[0])
     pretrain = {}
     if pre:
         pre = jax.device_get(pre)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import jax
@@ -16,6 +17,13 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# One persistent compilation cache per test session: tests that build the same jitted trainer
+# or kernel (a run, its interrupted twin and its resumption; the CLI and the library) compile
+# it once.  A fresh folder each session, so nothing stale is ever reused.
+_CACHE_DIR = tempfile.mkdtemp(prefix="cfmimo-jax-cache-")
+jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

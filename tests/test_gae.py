@@ -48,3 +48,13 @@ def test_truncation_bootstraps_termination_does_not():
     done = jnp.array([[True, True]])  # env 0 terminated, env 1 truncated
     adv, _ = gae(r, v, vn, term, done, 0.5, 0.95)
     np.testing.assert_allclose(np.asarray(adv), [[0.0, 2.5]])
+
+
+def test_myopic_gamma_zero_is_reward_minus_value():
+    """gamma = 0 (a contextual bandit): the advantage is r_t - V(s_t), the return r_t."""
+    rng = np.random.default_rng(1)
+    r, v, vn = (jnp.asarray(rng.normal(size=(6, 3))) for _ in range(3))
+    done = jnp.asarray(rng.uniform(size=(6, 3)) < 0.3)
+    adv, ret = gae(r, v, vn, jnp.zeros_like(done), done, 0.0, 0.95)
+    np.testing.assert_allclose(np.asarray(adv), np.asarray(r - v), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(ret), np.asarray(r), rtol=1e-12)

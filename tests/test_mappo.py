@@ -262,6 +262,10 @@ def test_bad_trainer_config(env_params):
         PPOConfig(n_envs=3, n_steps=3, n_minibatches=2)
     with pytest.raises(ValueError, match="critic"):
         PPOConfig(critic="global")
+    for bad in (dict(gamma=-0.1), dict(gamma=1.5), dict(gae_lambda=-1.0), dict(lr=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PPOConfig(**bad)
+    PPOConfig(gamma=0.0)  # myopic returns (a contextual bandit) are allowed
     with pytest.raises(ValueError, match="unknown trainer"):
         make_train({"n_env": 4}, env, params)
     with pytest.raises(ValueError, match="updates_per_chunk"):
