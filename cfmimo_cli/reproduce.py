@@ -19,7 +19,8 @@ Methods: ``aps_gnn`` (MAPPO-Lagrangian, GRU + GNN actor, imitation of 4-stronges
 ``ppo_lagr`` (one agent over the association matrix), ``mat_lagr`` (Multi-Agent Transformer,
 autoregressive over the agents, with a cost encoder; imitation of 4-strongest too),
 ``aps_gnn_no_gru``,
-``aps_gnn_no_pretrain`` and ``unconstrained_w<w>`` (MAPPO on ``r - w c``).
+``aps_gnn_no_pretrain``, ``unconstrained_w<w>`` (MAPPO on ``r - w c``) and, beyond the
+paper, ``aps_gnn_team`` (APS-GNN on the network-average reward and cost).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ FIXED_METHODS = {
     "mat_lagr": {"algorithm": "mat_lagr"},
     "aps_gnn_no_gru": {"algorithm": "mappo_lagr", "trainer": {"encoder": "mlp"}},
     "aps_gnn_no_pretrain": {"algorithm": "mappo_lagr", "trainer": {"pretrain_updates": 0}},
+    # ours, beyond seed 003: APS-GNN trained on the network-average reward and cost (the Lagrange
+    # multiplier and the constraint unchanged). The local cost of eq. (12) charges agent (l, k)
+    # only for UE k's shortfall, not for the power its activation takes from the other UEs of
+    # AP l (MRT with equal power per served UE): with a large multiplier local-cost agents
+    # switch more links on and the SE falls (README, "Reproducing seed 003").
+    "aps_gnn_team": {"algorithm": "mappo_lagr", "trainer": {"team_reward": True}},
 }
 _UNCONSTRAINED = re.compile(r"unconstrained_w(\d+(\.\d*)?|\.\d+)$")
 SCENARIO_RE = re.compile(r"(medium|large)_(pedestrian|vehicular)$")

@@ -101,6 +101,24 @@ def test_lagrange_multiplier_follows_cost(env_params):
     assert float(rs.lagrange) >= 0.0  # projection onto the non-negative reals
 
 
+def test_team_signals_are_network_averages(env_params):
+    """team_reward=True: every agent learns from the network-average reward and cost (the
+    ``aps_gnn_team`` method); by default each agent has its own (seed 003 eqs. (11)-(12))."""
+    env, params = env_params
+    out = {}
+    for team in (False, True):
+        tr = make_train(dict(TRAINER, lagrangian=True, team_reward=team), env, params)
+        rs = tr.init(jax.random.PRNGKey(0))
+        out[team] = jax.jit(tr._rollout)(rs)[2]
+    for team, traj in out.items():
+        sig = np.asarray(traj["signal"])  # [T, n_envs, n_agents, 2]
+        assert sig.shape[2:] == (8, 2)
+        np.testing.assert_allclose(sig[..., 0].mean(-1), np.asarray(traj["reward"]), rtol=1e-6)
+        np.testing.assert_allclose(sig[..., 1].mean(-1), np.asarray(traj["cost"]), rtol=1e-5)
+        spread = np.ptp(sig, axis=2).max()
+        assert spread == 0.0 if team else spread > 0.0
+
+
 def test_short_training_improves_return(env_params):
     """Seeded, small: the trained policy beats the untrained one on the same episodes."""
     env, params = env_params

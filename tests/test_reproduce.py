@@ -55,6 +55,9 @@ def test_method_overrides_and_run_config():
         rp.run_config(_config(), "medium_pedestrian", "aps_gnn_no_gru", 0)["trainer"]["encoder"]
         == "mlp"
     )
+    team = rp.run_config(_config(), "medium_pedestrian", "aps_gnn_team", 0)
+    assert team["algorithm"] == "mappo_lagr" and team["trainer"]["team_reward"] is True
+    assert cfg["trainer"]["team_reward"] is False  # the paper's local reward and cost
     with pytest.raises(ConfigError, match="unknown method"):
         rp.method_overrides("unconstrained_wx")
 
