@@ -291,11 +291,12 @@ class Trainer:
 
     # ---- network --------------------------------------------------------------------------
 
-    def forward(self, params, obs, action=None):
+    def forward(self, params, obs, action=None, gru_unroll=None):
         """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``.
 
         For the transformer (``model="mat"``) the logits are the conditionals given ``action``
-        (``[..., A]``, required: teacher forcing)."""
+        (``[..., A]``, required: teacher forcing). ``gru_unroll``: the GRU encoder's scan unroll
+        (``None``: the module's, 1; ``act`` unrolls the short history completely)."""
         if self.autoregressive:
             if action is None:
                 raise ValueError("model='mat' needs the actions to evaluate its conditionals")
@@ -305,10 +306,14 @@ class Trainer:
         if self.config.encoder == "mlp" and not self.config.single_agent:
             obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
         g = self.graph
+        extra = {}
+        if gru_unroll is not None and self.config.encoder == "gru" and not self.config.single_agent:
+            extra["gru_unroll"] = gru_unroll
         return networks.apply_model(
             self.graphdef,
             params,
             obs.astype(jnp.float32),
+            **extra,
             senders=g.senders,
             receivers=g.receivers,
             edge_type=g.edge_type,
@@ -324,9 +329,10 @@ class Trainer:
             )
         return self.forward(params, obs)[1]
 
-    def sample(self, params, obs, key, greedy: bool = False):
+    def sample(self, params, obs, key, greedy: bool = False, gru_unroll=None):
         """Actions of the policy with their log-probabilities and the values:
-        ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax)."""
+        ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax;
+        ``gru_unroll`` as in ``forward``)."""
         if self.autoregressive:
             return networks.apply_method(
                 self.graphdef,
@@ -337,7 +343,7 @@ class Trainer:
                 greedy=greedy,
                 group_ids=self.group_ids,
             )
-        logits, values = self.forward(params, obs)
+        logits, values = self.forward(params, obs, gru_unroll=gru_unroll)
         if greedy:
             action = jnp.argmax(logits, -1).astype(jnp.int32)
         else:
@@ -622,10 +628,12 @@ class Trainer:
 
     def act(self, params, obs, key=None):
         """Actions of the learned policy: sampled with ``key``, greedy (argmax; for the
-        transformer, agent by agent) without."""
+        transformer, agent by agent) without. A forward pass only, so a GRU encoder's scan is
+        unrolled (up to 16 steps; ``networks.GRUEncoder``)."""
+        u = min(self.env.obs_shape[0], 16) if self.env.obs_shape else 1
         if key is None:
-            return self.sample(params, obs, jax.random.PRNGKey(0), greedy=True)[0]
-        return self.sample(params, obs, key)[0]
+            return self.sample(params, obs, jax.random.PRNGKey(0), greedy=True, gru_unroll=u)[0]
+        return self.sample(params, obs, key, gru_unroll=u)[0]
 
 
 def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:

@@ -91,6 +91,15 @@ def test_gru_matches_numpy():
     h = enc(jnp.asarray(x))
     assert h.shape == (2, 4, HID) and h.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(h), _numpy_gru(x, enc), rtol=1e-10, atol=1e-12)
+    # Partly unrolled scans (2 does not divide T = 5) and the plain loop give the same state.
+    for unroll in (2, 5, 16):
+        np.testing.assert_allclose(
+            np.asarray(enc(jnp.asarray(x), unroll=unroll)), np.asarray(h), rtol=1e-12
+        )
+    with pytest.raises(ValueError, match="unroll"):
+        net.GRUEncoder(3, HID, unroll=0, rngs=nnx.Rngs(1))
+    with pytest.raises(ValueError, match="unroll"):
+        enc(jnp.asarray(x), unroll=0)
     # No leading dims, T = 1.
     x1 = x[0, 0, :1]
     np.testing.assert_allclose(
@@ -198,6 +207,76 @@ def test_graph_encoder_rounds():
     np.testing.assert_allclose(np.asarray(out), np.asarray(a), atol=1e-12)
     with pytest.raises(ValueError):
         net.GraphEncoder(3, HID, 2, -1, rngs=nnx.Rngs(0))
+
+
+def _pair_graph(L, K):
+    """The complete AP-UE pair graph written from its definition (agent ``l K + k``)."""
+    s, r, t = [], [], []
+    for l in range(L):
+        for k in range(K):
+            for j in range(K):
+                if j != k:
+                    s.append(l * K + j), r.append(l * K + k), t.append(0)
+            for m in range(L):
+                if m != l:
+                    s.append(m * K + k), r.append(l * K + k), t.append(1)
+    return np.array(s, np.int32), np.array(r, np.int32), np.array(t, np.int32)
+
+
+def test_grid_layout_recognises_only_the_pair_graph():
+    for L, K in ((3, 4), (1, 4), (4, 1), (2, 2)):
+        s, r, t = _pair_graph(L, K)
+        assert net.grid_layout(s, r, t, None, L * K) == (L, K)
+        eo = np.random.default_rng(L * K).permutation(len(s))  # edge order is irrelevant
+        assert net.grid_layout(s[eo], r[eo], t[eo], np.ones(len(s), bool), L * K) == (L, K)
+    s, r, t = _pair_graph(3, 4)
+    ok = np.ones(len(s), bool)
+    assert net.grid_layout(s[1:], r[1:], t[1:], None, 12) is None  # an edge missing
+    assert net.grid_layout(s, r, t, np.r_[False, ok[1:]], 12) is None  # an edge masked
+    s2, r2, t2 = s.copy(), r.copy(), t.copy()
+    s2[0], r2[0] = r[0], r[0]  # a self loop instead of an edge
+    assert net.grid_layout(s2, r2, t2, None, 12) is None
+    s3 = np.r_[s[:-1], s[0]].astype(np.int32)  # a duplicate edge instead of the last one
+    r3 = np.r_[r[:-1], r[0]].astype(np.int32)
+    assert net.grid_layout(s3, r3, t, None, 12) is None
+    assert net.grid_layout(s, r, 1 - t, None, 12) is None  # types swapped
+    assert net.grid_layout(s, r, t, None, 13) is None
+    assert net.grid_layout(SENDERS, RECEIVERS, EDGE_TYPE, EDGE_MASK, N_NODES) is None
+    # traced graph arrays are not recognised (the segment path runs)
+    seen = []
+    jax.jit(lambda a, b: seen.append(net.grid_layout(a, b, t, None, 12)) or a)(s, r)
+    assert seen == [None]
+
+
+@pytest.mark.parametrize("L, K", [(3, 4), (1, 4), (4, 1)])
+def test_grid_fast_path_equals_segment_path_and_numpy(L, K):
+    """The dense pair-grid attention equals the segment (gather/scatter) path and the NumPy
+    loop reference, values and gradients, with masked nodes."""
+    s, r, t = _pair_graph(L, K)
+    layer = net.GraphAttention(3, HID, 2, rngs=nnx.Rngs(L + K))
+    rng = np.random.default_rng(L * 10 + K)
+    for lin in (layer.query, layer.key, layer.value, layer.self_map):
+        lin.bias[...] = jnp.asarray(0.3 * rng.normal(size=lin.bias.shape), jnp.float32)
+    h = jnp.asarray(rng.normal(size=(2, L * K, 3)))
+    nm = rng.random(L * K) > 0.3
+    nm[0] = True
+    w = jnp.asarray(rng.normal(size=(2, L * K, HID)))
+    graphdef, params = nnx.split(layer)
+
+    def loss(params, h, fast):
+        m = nnx.merge(graphdef, params)
+        m.grid_fast_path = fast
+        out = m(h, s, r, t, None, nm)
+        return jnp.sum(w * out), out
+
+    (_, fast), g_fast = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, h, True)
+    (_, slow), g_slow = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, h, False)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=1e-10, atol=1e-12)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
+    for b in range(2):
+        ref = _numpy_gat(np.asarray(h[b]), layer, s, r, t, np.ones(len(s), bool), nm)
+        np.testing.assert_allclose(np.asarray(fast[b]), ref, rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
