@@ -13,8 +13,10 @@ greedy actions of every agent from one observation, ``jax.jit`` of ``trainer.act
 ``block_until_ready``. Networks and trainers are those of the reproduce configuration
 (``cfmimo_cli/defaults/reproduce_canonical.yaml``: hidden size 32, two attention rounds, the
 MAT's embedding size and blocks) with the size changed; the parameters are freshly initialised,
-which does not change the amount of computation (the transformer decodes every agent in turn,
-whatever its weights). The decision latency of APS-GNN does not depend on the weights either.
+without the imitation pre-training, which does not change the amount of computation (the
+transformer decodes every agent in turn, whatever its weights; APS-GNN runs the same passes).
+``trainer.act`` runs the GRU's scan unrolled (a forward pass only) and, on this agent graph, the
+dense pair-grid attention of ``algorithms.networks.GraphAttention``.
 
 * ``aps_gnn``: GRU over the channel history + two rounds of attention message passing over the
   same-AP / same-UE edges, all agents at once.
@@ -70,6 +72,7 @@ def measure(L, K, method, repeats):
     rep = copy.deepcopy(load_default("reproduce"))
     rep["sizes"]["large"] = {"n_aps": L, "n_ues": K}
     cfg = run_config(rep, "large_pedestrian", method if method != "k_strongest" else "aps_gnn", 0)
+    cfg["trainer"].update(pretrain_updates=0, pretrain_policy=None)  # weights do not matter
     env, env_params, trainer = train_mod.build(cfg)
     obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
     if method == "k_strongest":
