@@ -350,7 +350,9 @@ class GraphAttention(nnx.Module):
                 f"GraphAttention expects h[..., n_nodes, {self.in_features}], got {h.shape}"
             )
         n_nodes = h.shape[-2]
-        grid = grid_layout(senders, receivers, edge_type, edge_mask, n_nodes)
+        grid = None
+        if self.grid_fast_path:
+            grid = grid_layout(senders, receivers, edge_type, edge_mask, n_nodes)
         senders, receivers, edge_type, edge_mask, node_mask = _check_graph(
             n_nodes, senders, receivers, edge_type, edge_mask, node_mask
         )
@@ -360,7 +362,7 @@ class GraphAttention(nnx.Module):
         q = self.query(h).reshape(shape)
         k = self.key(h).reshape(shape)
         v = self.value(h).reshape(shape)
-        if grid is not None and self.grid_fast_path and (grid[0] == 1 or n_types >= 2):
+        if grid is not None and (grid[0] == 1 or n_types >= 2):
             msg = _grid_messages(q, k, v, node_mask, *grid)
             out = nnx.relu(self.self_map(h) + msg)
             return jnp.where(node_mask[:, None], out, jnp.zeros((), out.dtype))
