@@ -98,12 +98,13 @@ def shadowing_field(key, n_aps: int, n_terms: int = 64, correlation_m: float = 3
 
 
 def evaluate_shadowing(field, ue_pos, std_db):
-    """Shadowing in dB ``F[L, K]`` of the fields ``(w[S, 2], a[L, S], b[L, S])`` at
-    ``ue_pos[K, 2]``: ``F_lk = std_db sum_s [a_ls cos(w_s . x_k) + b_ls sin(w_s . x_k)] / sqrt(S)``
+    """Shadowing in dB ``F[..., L, K]`` of the fields ``(w[S, 2], a[L, S], b[L, S])`` at
+    ``ue_pos[..., K, 2]`` (leading axes: e.g. several time slots, evaluated as one product):
+    ``F_lk = std_db sum_s [a_ls cos(w_s . x_k) + b_ls sin(w_s . x_k)] / sqrt(S)``
     (see ``shadowing_field``).
     """
     w, a, b = field
-    arg = ue_pos[:, 0:1] * w[:, 0] + ue_pos[:, 1:2] * w[:, 1]  # [K, S]
-    feats = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)  # [K, 2S]
+    arg = ue_pos[..., 0:1] * w[:, 0] + ue_pos[..., 1:2] * w[:, 1]  # [..., K, S]
+    feats = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)  # [..., K, 2S]
     coef = jnp.concatenate([a, b], axis=-1)  # [L, 2S]
-    return (std_db / jnp.sqrt(w.shape[0])) * jnp.einsum("ls,ks->lk", coef, feats)
+    return (std_db / jnp.sqrt(w.shape[0])) * jnp.einsum("ls,...ks->...lk", coef, feats)

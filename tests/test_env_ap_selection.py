@@ -107,6 +107,25 @@ def test_channels_match_formula(env_params):
             assert h[m, k] == pytest.approx(want, rel=1e-8)
 
 
+def test_channels_over_leading_slot_axes_equal_a_loop(env_params):
+    """``channels`` / ``mrt_se`` of positions ``[T, K, 2]`` (all slots of a window at once, as
+    the environment computes them) equal the per-slot calls, and ``mrt_se`` the NumPy loop."""
+    env, params = env_params
+    rng = np.random.default_rng(5)
+    ap = jnp.asarray(rng.uniform(-100, 100, (L, 2)))
+    ue = jnp.asarray(rng.uniform(-100, 100, (3, K, 2)))
+    field = shadowing_field(jax.random.PRNGKey(4), L, 16, 37.0)
+    h = np.asarray(aps.channels(params, ap, ue, field))
+    assert h.shape == (3, L, K)
+    A = rng.uniform(size=(L, K)) < 0.5
+    se = np.asarray(aps.mrt_se(jnp.asarray(h), jnp.asarray(A), 1.0)[0])
+    for t in range(3):
+        np.testing.assert_allclose(
+            h[t], np.asarray(aps.channels(params, ap, ue[t], field)), rtol=1e-12
+        )
+        np.testing.assert_allclose(se[t], np_mrt_se(h[t], A, 1.0), rtol=1e-10, atol=1e-12)
+
+
 def test_shadowing_field_statistics():
     """Random-Fourier-feature fields: variance std^2, correlation exp(-d^2 / (2 ell^2)) over
     frequency draws, independent across APs."""

@@ -124,18 +124,20 @@ def mrt_se(h, A, rho):
 
 def _mrt_se_real(hr, hi, ur, ui, A):
     """``mrt_se`` in real arithmetic from the channel ``hr + j hi`` (SNR folded in) and its
-    unit phasor ``ur + j ui``, all ``[L, K]``. The MRT beam of UE ``j`` at AP ``l`` is
-    ``q_l A_lj (ur_lj - j ui_lj)``, ``q_l = 1 / sqrt(max(n_l, 1))``; the gain from beam ``j``
-    at UE ``k`` is ``g_kj = sum_l h_lk q_l A_lj conj(u_lj)``, all four real blocks from one
-    ``[2K, L] x [L, 2K]`` product."""
-    K = hr.shape[-1]
+    unit phasor ``ur + j ui``, all ``[..., L, K]`` (``A[L, K]`` or ``[..., L, K]``). The MRT beam
+    of UE ``j`` at AP ``l`` is ``q_l A_lj (ur_lj - j ui_lj)``, ``q_l = 1 / sqrt(max(n_l, 1))``;
+    the gain from beam ``j`` at UE ``k`` is ``g_kj = sum_l h_lk q_l A_lj conj(u_lj)``.
+
+    The ``K x K`` gains are broadcast products reduced over ``L`` (one XLA reduce fusion)
+    rather than a batched matrix product: with ``K`` of a few to a few tens the dot's
+    per-batch overhead dominates (1.2-1.4x faster per environment step on a CPU)."""
     Af = A.astype(hr.dtype)
     q = Af * jax.lax.rsqrt(jnp.maximum(jnp.sum(Af, axis=-1, keepdims=True), 1.0))
-    H = jnp.concatenate([hr, hi], axis=-1)  # [L, 2K]
-    W = jnp.concatenate([q * ur, -q * ui], axis=-1)  # [L, 2J]
-    G = jnp.einsum("...lk,...lj->...kj", H, W)  # [2K, 2J]
-    gr = G[..., :K, :K] - G[..., K:, K:]
-    gi = G[..., :K, K:] + G[..., K:, :K]
+    wr, wi = q * ur, -q * ui  # beams [..., L, J]
+    hr_, hi_ = hr[..., :, :, None], hi[..., :, :, None]  # [..., L, K, 1]
+    wr_, wi_ = wr[..., :, None, :], wi[..., :, None, :]  # [..., L, 1, J]
+    gr = jnp.sum(hr_ * wr_ - hi_ * wi_, axis=-3)  # [..., K, J]
+    gi = jnp.sum(hr_ * wi_ + hi_ * wr_, axis=-3)
     p = gr**2 + gi**2
     sig = jnp.diagonal(p, axis1=-2, axis2=-1)
     interf = jnp.sum(p, axis=-1) - sig
@@ -144,11 +146,13 @@ def _mrt_se_real(hr, hi, ur, ui, A):
 
 
 def channel_polar(params: APSelectionParams, ap_pos, ue_pos, field):
-    """LoS channels in polar form from the 3-D distances: ``(snr_db[L, K], phase[L, K])``,
+    """LoS channels in polar form from the 3-D distances: ``(snr_db[..., L, K],
+    phase[..., L, K])`` for ``ap_pos[L, 2]`` and ``ue_pos[..., K, 2]`` (leading axes, e.g. the
+    slots of a window, are evaluated at once),
     ``h_lk = 10^(snr_db / 20) exp(j phase)``; ``snr_db = rho_dB - PL_UMa-LoS(d2D) + F_lk``
     (path loss: ``uma_los_pathloss_db``; shadowing: ``evaluate_shadowing``),
     ``phase = -2 pi d3D / lambda`` (mod 2 pi)."""
-    disp = ue_pos[None, :, :] - ap_pos[:, None, :]
+    disp = ue_pos[..., None, :, :] - ap_pos[:, None, :]  # [..., L, K, 2]
     d2 = jnp.sqrt(jnp.sum(disp**2, axis=-1))
     dh = params.ap_height_m - params.ue_height_m
     d3 = jnp.sqrt(d2**2 + dh**2)
@@ -246,7 +250,12 @@ class APSelection(MultiAgentEnv):
         return hist.reshape(self.n_agents, self.history, 1)
 
     def _play_window(self, key, state: APSelectionState, A, params):
-        """Run ``T_w`` slots with selection ``A[L, K]``: ``-> (ue, hist[L,K,T], se[T,K])``."""
+        """Run ``T_w`` slots with selection ``A[L, K]``: ``-> (ue, hist[L,K,T], se[T,K])``.
+
+        The UE motion is a ``lax.scan`` over the slots (each slot depends on the last); the
+        channels and SEs of all ``T_w`` slots are then computed at once from the ``[T_w, K, 2]``
+        positions (one ``[L, 2S] x [2S, T_w K]`` shadowing product instead of ``T_w`` small
+        ones), which gives the same numbers as computing them inside the scan."""
 
         def slot(ue, k):
             ue = waypoint_step(
@@ -260,14 +269,14 @@ class APSelection(MultiAgentEnv):
                 params.pause_prob,
                 params.pause_mean_s,
             )
-            snr_db, phase = channel_polar(params, state.ap_pos, ue.pos, state.field)
-            amp = 10.0 ** (snr_db / 20.0)
-            ur, ui = jnp.cos(phase), jnp.sin(phase)
-            se, _ = _mrt_se_real(amp * ur, amp * ui, ur, ui, A)  # rho is folded into h
-            obs = (snr_db - params.obs_offset_db) / params.obs_scale_db  # 20 log10 |h_lk|
-            return ue, (obs, se)
+            return ue, ue.pos
 
-        ue, (mags, se) = jax.lax.scan(slot, state.ue, jax.random.split(key, self.T))
+        ue, pos = jax.lax.scan(slot, state.ue, jax.random.split(key, self.T))  # pos[T, K, 2]
+        snr_db, phase = channel_polar(params, state.ap_pos, pos, state.field)  # [T, L, K]
+        amp = 10.0 ** (snr_db / 20.0)
+        ur, ui = jnp.cos(phase), jnp.sin(phase)
+        se, _ = _mrt_se_real(amp * ur, amp * ui, ur, ui, A)  # rho is folded into h; [T, K]
+        mags = (snr_db - params.obs_offset_db) / params.obs_scale_db  # 20 log10 |h_lk|
         hist = jnp.moveaxis(mags[self.T - self.history :], 0, -1)  # [L, K, history]
         return ue, hist, se
 
