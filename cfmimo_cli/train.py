@@ -95,20 +95,29 @@ def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str
     """Learned policy and heuristics on the same episodes: mean of each metric per policy."""
     import jax
 
-    from algorithms.mappo import evaluate_policy
+    from algorithms.mappo import evaluate_policies
 
     key = jax.random.PRNGKey(config["seed"] + 1_000_003)
     ev = config["eval"]
-    out = {}
-    for name, pol in _policies(config, env, trainer).items():
-        fn = jax.jit(
-            lambda key, p, pol=pol: evaluate_policy(
-                env, env_params, lambda o, kk: pol(o, kk, p), key, ev["n_envs"], ev["n_steps"]
-            )
+    pols = _policies(config, env, trainer)
+    # one program for all policies (the environment compiles once), the same episodes for each
+    fn = jax.jit(
+        lambda key, p: evaluate_policies(
+            env,
+            env_params,
+            [lambda o, kk, pol=pol: pol(o, kk, p) for pol in pols.values()],
+            key,
+            ev["n_envs"],
+            ev["n_steps"],
         )
-        res = jax.device_get(fn(key, params))
-        out[name] = {k: float(np.mean(v)) for k, v in res.items()}
-        out[name]["ci95"] = {k: float(1.96 * np.std(v) / math.sqrt(len(v))) for k, v in res.items()}
+    )
+    res = jax.device_get(fn(key, params))
+    out = {}
+    for i, name in enumerate(pols):
+        out[name] = {k: float(np.mean(v[i])) for k, v in res.items()}
+        out[name]["ci95"] = {
+            k: float(1.96 * np.std(v[i]) / math.sqrt(v.shape[1])) for k, v in res.items()
+        }
     return out
 
 

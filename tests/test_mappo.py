@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms.mappo import PPOConfig, evaluate_policy, make_train
+from algorithms.mappo import PPOConfig, evaluate_policies, evaluate_policy, make_train
 from cfmimo_cli.config import ConfigError, load_config
 from cfmimo_cli.train import train
 from cfmimo_jax.envs import ap_selection as aps
@@ -83,6 +83,25 @@ def test_vmap_over_hyperparameters(trainer):
     rs, m = jax.jit(jax.vmap(trainer.train, in_axes=(None, 0)))(jax.random.PRNGKey(1), hp)
     assert m["reward"].shape == (2, 4)
     np.testing.assert_allclose(np.asarray(rs.hparams["lr"]), [1e-3, 3e-3])
+
+
+def test_evaluate_policies_equals_one_policy_at_a_time(env_params):
+    """One program for several policies (lax.map + lax.switch) gives each policy's own
+    evaluate_policy numbers on the same episodes (the learned policies go through it in
+    test_resume_gives_same_parameters)."""
+    env, params = env_params
+    heur = env.heuristics()
+    pols = [lambda o, k: heur["1-strongest"](o), lambda o, k: heur["all-on"](o)]
+    key = jax.random.PRNGKey(5)
+    both = jax.jit(lambda k: evaluate_policies(env, params, pols, k, 4, 3))(key)
+    assert both["reward"].shape == (2, 3)
+    for i, pol in enumerate(pols):
+        one = jax.jit(lambda k, pol=pol: evaluate_policy(env, params, pol, k, 4, 3))(key)
+        for name, v in one.items():
+            np.testing.assert_allclose(np.asarray(both[name][i]), np.asarray(v), rtol=1e-6)
+    assert not np.allclose(np.asarray(both["active_aps"][0]), np.asarray(both["active_aps"][1]))
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate_policies(env, params, [], key, 4, 3)
 
 
 def test_lagrange_multiplier_follows_cost(env_params):
