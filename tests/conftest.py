@@ -12,9 +12,16 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-import jax
-import numpy as np
-import pytest
+# The suite is dominated by XLA compile time (small shapes, many distinct programs): LLVM's
+# optimisation level 0 compiles about 1.5x faster and the tiny test programs barely run slower.
+# Numbers are unaffected (no fast-math either way). Appended, so a user's XLA_FLAGS still apply.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+).strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 # One persistent compilation cache per test session: tests that build the same jitted trainer
