@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
 import time
 
@@ -45,21 +44,6 @@ QUICK_SIZES = ((20, 6), (32, 8))
 METHODS = ("aps_gnn", "aps_gnn_no_gru", "mat_lagr", "ppo_lagr")
 
 
-def _time(f, arg, repeats):
-    import jax
-
-    t0 = time.perf_counter()
-    c = jax.jit(f).lower(arg).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(c(arg))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(c(arg))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), compile_s
-
-
 def measure(L, K, method, repeats):
     """``(latency_s, compile_s)`` of one greedy decision of ``method`` on an L x K network."""
     import jax
@@ -67,6 +51,7 @@ def measure(L, K, method, repeats):
     from cfmimo_cli import train as train_mod
     from cfmimo_cli.config import load_default
     from cfmimo_cli.reproduce import run_config
+    from cfmimo_cli.timing import time_jitted
     from cfmimo_jax.envs import ap_selection
 
     rep = copy.deepcopy(load_default("reproduce"))
@@ -76,9 +61,9 @@ def measure(L, K, method, repeats):
     env, env_params, trainer = train_mod.build(cfg)
     obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
     if method == "k_strongest":
-        return _time(lambda o: ap_selection.k_strongest(o, L, K, 4), obs, repeats)
+        return time_jitted(lambda o: ap_selection.k_strongest(o, L, K, 4), obs, repeats)
     params = trainer.init(jax.random.PRNGKey(0)).params
-    return _time(lambda o: trainer.act(params, o), obs, repeats)
+    return time_jitted(lambda o: trainer.act(params, o), obs, repeats)
 
 
 def write_report(path, rows, sizes, repeats, wall):

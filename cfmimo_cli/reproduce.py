@@ -30,7 +30,6 @@ import csv
 import json
 import math
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -142,21 +141,14 @@ def _latency(trainer, params, env, env_params, repeats: int) -> dict[str, float]
     k-strongest."""
     import jax
 
+    from .timing import time_jitted
+
     obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
     pols = {
-        "learned": jax.jit(lambda o: trainer.act(params, o)),
-        "k-strongest": jax.jit(lambda o: env.heuristics()["1-strongest"](o)),
+        "learned": lambda o: trainer.act(params, o),
+        "k-strongest": lambda o: env.heuristics()["1-strongest"](o),
     }
-    out = {}
-    for name, f in pols.items():
-        jax.block_until_ready(f(obs))
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(obs))
-            ts.append(time.perf_counter() - t0)
-        out[name] = float(np.median(ts))
-    return out
+    return {name: time_jitted(f, obs, repeats)[0] for name, f in pols.items()}
 
 
 def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:

@@ -133,3 +133,15 @@ def test_reproduce_tiny_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr("cfmimo_cli.train.train", boom)
     res2 = rp.reproduce(cfg, tmp_path, progress=False)
     assert json.dumps(res2["table"]) == json.dumps(res["table"])
+
+
+def test_time_jitted():
+    """Shared latency timer (reproduce's latency table and bench/bench_latency.py)."""
+    import jax.numpy as jnp
+
+    from cfmimo_cli.timing import time_jitted
+
+    med, comp = time_jitted(lambda x: jnp.cumsum(x) * 2.0, jnp.ones(16), 3)
+    assert 0.0 < med < 1.0 and comp > 0.0
+    with pytest.raises(ValueError, match="repeats"):
+        time_jitted(lambda x: x, jnp.ones(2), 0)
