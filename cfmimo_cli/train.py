@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,12 @@ def train(
                 "resume with the same configuration"
             )
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    ckpt_dir = out_dir / "checkpoints"
+    if not resume and ckpt_dir.is_dir():
+        # A fresh run over an old one: Orbax would skip saving the steps the old run already
+        # holds, leaving its checkpoints for `evaluate --run` and `--resume` to pick up.
+        shutil.rmtree(ckpt_dir)
+        print(f"removed the previous run's checkpoints in {ckpt_dir}", file=sys.stderr)
 
     env, env_params, trainer = build(config)
     tc = trainer.config

@@ -188,6 +188,21 @@ def test_resume_gives_same_parameters(tmp_path):
     for f in ("summary.json", "learning_curves.png", "config.yaml"):
         assert (tmp_path / "part" / f).is_file()
     assert "learned (greedy)" in resumed["evaluation"]
+    # a fresh run (no --resume) over an old run folder replaces its checkpoints: the latest
+    # checkpoint is the new run's final state, not the old run's
+    from cfmimo_cli.train import _manager, _restore
+
+    cfg["seed"] += 1
+    again = train(copy.deepcopy(cfg), tmp_path / "full", progress=False, stream=False)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), again["state"])
+    step, restored = _restore(_manager(tmp_path / "full"), abstract)
+    assert step == 2
+    for a, b in zip(jax.tree.leaves(again["state"]), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(restored), strict=True)
+    )
 
 
 def test_imitation_reaches_high_accuracy(env_params):
