@@ -296,16 +296,11 @@ def time_jax_rollout(n_envs, repeats=3, seed=0):
     """Diagnostic: the compiled rollout alone (``Trainer._rollout``) of the same trainer."""
     import jax
 
+    from cfmimo_cli.timing import time_jitted
+
     _, _, trainer = build_jax(n_envs)
     state = trainer.init(jax.random.PRNGKey(seed))
-    compiled = jax.jit(trainer._rollout).lower(state).compile()
-    jax.block_until_ready(compiled(state))
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(state))
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    return time_jitted(trainer._rollout, state, repeats)[0]
 
 
 def time_torch(n_envs, threads, repeats, max_time_s, warmup=True, seed=0):
