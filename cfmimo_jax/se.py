@@ -162,34 +162,49 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_
     rdt = real_dtype(H)
     sp = jnp.sqrt(p).astype(H.dtype)
     Hs = Hh * sp[None, None, :, None]
-    Hts = H * sp[None, None, :, None]
     out = {}
     wsum = lambda x: jnp.einsum("n,n...->...", w, x)
     cen = central_scaled_all(Hh, C, D, p, _central_needed(uplink, downlink), max_serving)
     dist = distributed_all(Hh, C, D, p, DISTRIBUTED)
-    for name, v in cen.items():
+    # all centralized products from one stacked matmul over the L N antennas:
+    # prod[s, n, k, i] = v_sk^H x_i with x = [Hs | H] (estimates for the uplink SINR, true
+    # channels for the downlink hardening bound and the genie SINRs)
+    names = list(cen)
+    need_est = norms is None and uplink
+    need_true = downlink or (need_est and genie)
+    vh_est = vh_true = None
+    if names and (need_est or need_true):
+        Vc = jnp.conj(jnp.stack([cen[s] for s in names]))  # [S, c, L, K, N]
+        K = H.shape[2]
+        X = jnp.concatenate(([Hs] if need_est else []) + ([H] if need_true else []), axis=2)
+        prod = jnp.einsum("snlka,nlia->snki", Vc, X)  # [S, c, K, (2)K]
+        vh_est = prod[..., :K] if need_est else None  # v_k^H hs_i
+        vh_true = prod[..., -K:] if need_true else None  # v_k^H h_i
+    for s_idx, name in enumerate(names):
+        v = cen[name]
         pre = f"c_{name}_"
         nv = jnp.sum(_abs2(v), axis=(1, 3))  # [c, K]
+        if vh_true is not None:
+            hv = jnp.conj(jnp.swapaxes(vh_true[s_idx], -1, -2))  # h_k^H v'_i, [c, K, K]
         if norms is None:
             if uplink:
-                r = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hs)
+                r = vh_est[s_idx]
                 sig = _abs2(_diag(r))
                 tot = jnp.sum(_abs2(r), axis=-1)
                 zv = jnp.sum(z_full[None, :, None] * v[..., None, :], axis=-1)  # Z_l v_lk
                 noise = jnp.sum(jnp.real(jnp.conj(v) * zv), axis=(1, 3))
                 out[pre + "ul"] = wsum(_log2_1p(sig / (tot - sig + noise)))
                 if genie:
-                    rg = jnp.einsum("nlka,nlia->nki", jnp.conj(v), Hts)
+                    rg = vh_true[s_idx] * sp[None, None, :]  # v_k^H (sqrt(p_i) h_i)
                     sg = _abs2(_diag(rg))
                     tg = jnp.sum(_abs2(rg), axis=-1)
                     out[pre + "ul_genie"] = wsum(_log2_1p(sg / (tg - sg + nv)))
             if downlink and name in _DL_CENTRAL:
-                q = jnp.einsum("nlka,nlia->nki", jnp.conj(H), v)  # h_k^H v'_i
-                out[pre + "q1"] = wsum(q)
-                out[pre + "q2"] = wsum(_abs2(q))
+                out[pre + "q1"] = wsum(hv)
+                out[pre + "q2"] = wsum(_abs2(hv))
                 out[pre + "nv"] = wsum(nv)
         elif downlink and name in _DL_CENTRAL:
-            x = jnp.einsum("nlka,nlia->nki", jnp.conj(H), v) * norms[pre + "c"][None, None, :]
+            x = hv * norms[pre + "c"][None, None, :]
             sg = _abs2(_diag(x))
             out[pre + "dl_genie"] = wsum(_log2_1p(sg / (jnp.sum(_abs2(x), -1) - sg + 1.0)))
     for name, v in dist.items():
