@@ -236,8 +236,8 @@ def _values(key, setup, n, tau_c):
         "n_realizations": n,
         "n": n,
         "genie": False,
-        # static cap on |M_k| from the concrete setup (all_se computes the same one itself when
-        # called un-jitted; under jax.jit D is traced, so it is passed like tau_p)
+        # static caps on |M_k| from the concrete setup (all_se computes the same ones itself when
+        # called un-jitted; under jax.jit D is traced, so they are passed like tau_p)
         "max_serving": _max_serving(setup["D"]),
     }
 
@@ -245,7 +245,8 @@ def _values(key, setup, n, tau_c):
 def _max_serving(D):
     from cfmimo_jax import processing
 
-    return getattr(processing, "serving_cap", lambda D: None)(D)
+    caps = getattr(processing, "serving_caps", None) or getattr(processing, "serving_cap", None)
+    return caps(D) if caps is not None else None
 
 
 def _split_out(out):

@@ -98,10 +98,54 @@ def serving_cap(D, multiple: int = 4):
     return int(min(L, -(-max(m, 1) // multiple) * multiple))
 
 
+def _group_sizes(K: int, groups: int):
+    """Sizes of ``groups`` contiguous near-equal groups of ``K`` UEs (larger groups first)."""
+    return [len(a) for a in np.array_split(np.arange(K), min(groups, K))]
+
+
+def serving_caps(D, groups: int = 4, multiple: int = 4):
+    """Per-group static caps for :func:`grouped_serving_tables`, or ``None`` if ``D`` is traced.
+
+    The UEs sorted by ``|M_k|`` (ascending, stable) are split into ``groups`` contiguous groups
+    of near-equal size (``numpy.array_split``); ``caps[g] >= max |M_k|`` over group ``g``,
+    rounded up to ``multiple``, at most ``L``. ``D[L, K]`` -> ``tuple[int, ...]``. With these
+    caps the padded tables hold about ``mean_k |M_k|`` APs per UE instead of ``max_k |M_k|``.
+    """
+    Dc = V.concrete(D)
+    if Dc is None:
+        return None
+    L, K = Dc.shape
+    counts = np.sort(np.sum(np.asarray(Dc, bool), axis=0), kind="stable")
+    caps, start = [], 0
+    for size in _group_sizes(K, groups):
+        m = max(int(counts[start + size - 1]), 1)
+        caps.append(int(min(L, -(-m // multiple) * multiple)))
+        start += size
+    return tuple(caps)
+
+
 def check_cap(D, max_serving):
-    """Validate a user-supplied ``max_serving`` (``None`` allowed) against a concrete ``D``."""
+    """Validate a user-supplied ``max_serving`` (``None``, an int, or a tuple of per-group caps
+    as from :func:`serving_caps`) against a concrete ``D``; returns it as an int or tuple."""
     if max_serving is None:
         return None
+    if isinstance(max_serving, (tuple, list)):
+        caps = tuple(V.positive_int("max_serving", c) for c in max_serving)
+        if not caps:
+            raise ValueError("max_serving must not be an empty tuple")
+        Dc = V.concrete(D)
+        if Dc is not None:
+            K = Dc.shape[1]
+            if len(caps) > K:
+                raise ValueError(f"max_serving has {len(caps)} groups for K={K} UEs")
+            need = serving_caps(Dc, len(caps), multiple=1)
+            for g, (c, n) in enumerate(zip(caps, need, strict=True)):
+                if c < n:
+                    raise ValueError(
+                        f"max_serving[{g}]={c} is smaller than the largest |M_k| = {n} of UE "
+                        f"group {g} (UEs sorted by |M_k|)"
+                    )
+        return caps
     M = V.positive_int("max_serving", max_serving)
     Dc = V.concrete(D)
     if Dc is not None:
@@ -125,6 +169,30 @@ def serving_table(D, max_serving=None):
         return jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (K, L)), D.T
     order = jnp.argsort(jnp.logical_not(D).astype(jnp.int32), axis=0, stable=True)[:M]  # [M, K]
     return order.T.astype(jnp.int32), jnp.take_along_axis(D, order, axis=0).T
+
+
+def grouped_serving_tables(D, caps):
+    """Serving tables of groups of UEs sorted by ``|M_k|``, each padded to its own cap.
+
+    ``D[L, K]``, ``caps``: static ``int``/``None`` (one group, UEs in order, as
+    :func:`serving_table`) or a tuple from :func:`serving_caps`. Returns a list of
+    ``(ues[K_g], idx[K_g, M_g], mask[K_g, M_g])``; the ``ues`` of all groups are a permutation
+    of ``0..K-1`` (``argsort`` of ``|M_k|``, stable). A cap below a group's largest ``|M_k|``
+    silently drops serving APs inside ``jit`` (checked by :func:`check_cap` when ``D`` is
+    concrete).
+    """
+    L, K = D.shape
+    if caps is None or isinstance(caps, int):
+        idx, mask = serving_table(D, caps)
+        return [(jnp.arange(K), idx, mask)]
+    order = jnp.argsort(jnp.sum(D.astype(jnp.int32), axis=0), stable=True)
+    out, start = [], 0
+    for size, cap in zip(_group_sizes(K, len(caps)), caps, strict=True):
+        ues = order[start : start + size]
+        idx, mask = serving_table(D[:, ues], cap)
+        out.append((ues, idx, mask))
+        start += size
+    return out
 
 
 def bmm(A, B):
@@ -173,21 +241,43 @@ def _unit_solve(G, mask=None):
     return chol_solve(G + eye, rhs)[..., 0]
 
 
-def _scatter_serving(vg, idx, L):
-    """``vg[n, K, M, N]`` on the table ``idx[K, M]`` -> dense ``v[n, L, K, N]`` (zero elsewhere)."""
-    n, K, M, N = vg.shape
-    out = jnp.zeros((n, L, K, N), vg.dtype)
-    k = jnp.broadcast_to(jnp.arange(K)[:, None], idx.shape)
+def _scatter_serving(out, vg, ues, idx):
+    """Write ``vg[n, K_g, M, N]`` (UEs ``ues[K_g]``, table ``idx[K_g, M]``) into the dense
+    ``out[n, L, K, N]``; table entries are distinct per UE, padding entries carry zeros."""
+    k = jnp.broadcast_to(ues[:, None], idx.shape)
     return out.at[:, idx, k].set(vg, unique_indices=True)
 
 
-def _gathered_whitened(Hs, W, idx, mask):
-    """P-MMSE quantities on the serving table: ``Wg[K, M, N, N]`` (zero on padding) and
-    ``Yg[n, K, M, N, K] = W_{l k} Hs_l`` for ``l = idx[k, m]``."""
-    K = Hs.shape[2]
-    Wg = W[idx, jnp.arange(K)[:, None]] * mask.astype(W.dtype)[:, :, None, None]
-    HgT = jnp.swapaxes(Hs, -1, -2)[:, idx]  # [n, K, M, N, K(i)]
+def _gathered_whitened(Hs, W, ues, idx, mask):
+    """P-MMSE quantities on a serving table: ``Wg[K_g, M, N, N]`` (zero on padding) and
+    ``Yg[n, K_g, M, N, K] = W_{l k} Hs_l`` for ``k = ues[g]``, ``l = idx[g, m]``."""
+    Wg = W[idx, ues[:, None]] * mask.astype(W.dtype)[:, :, None, None]
+    HgT = jnp.swapaxes(Hs, -1, -2)[:, idx]  # [n, K_g, M, N, K(i)]
     return Wg, bmm(Wg[None], HgT)
+
+
+def _per_ue_whitened(Hs, W, D, caps, mask=None):
+    """``v'`` of a centralized scheme whose whitening ``W[L, K, N, N]`` depends on the UE
+    (P-MMSE): each UE's Gram ``sum_{l in M_k} (W_lk Hs_l)^H (W_lk Hs_l)`` over its serving
+    table (grouped by ``caps``, see :func:`grouped_serving_tables`), one stacked solve.
+
+    Returns ``(grams[n, K, K, K], finish)`` with ``finish(tau[n, K, K]) -> v'[n, L, K, N]``.
+    """
+    n, L, K, N = Hs.shape
+    tables = grouped_serving_tables(D, caps)
+    parts = [(ues, idx, *_gathered_whitened(Hs, W, ues, idx, sm)) for ues, idx, sm in tables]
+    G = jnp.concatenate([gram(Yg.reshape(n, len(ues), -1, K)) for ues, _, _, Yg in parts], 1)
+    if len(parts) > 1:  # back to the UEs' own order
+        inv = jnp.argsort(jnp.concatenate([ues for ues, *_ in parts]))
+        G = G[:, inv]
+
+    def finish(tau):
+        out = jnp.zeros((n, L, K, N), Hs.dtype)
+        for ues, idx, Wg, Yg in parts:
+            out = _scatter_serving(out, _unwhiten_gathered(Yg, Wg, tau[:, ues]), ues, idx)
+        return out
+
+    return G, finish
 
 
 def _unwhiten(Y, W, tau):
@@ -216,17 +306,15 @@ def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None, max_serving=Non
       W: whitening ``W^H W = Z^{-1}``: ``[L, N, N]`` (per AP) or, with ``per_ue_w``,
         ``[L, K, N, N]`` (per AP and UE, as in P-MMSE); ``None`` means ``Z = I``.
       mask: ``[K, K]`` bool, UEs ``i`` included in UE ``k``'s combiner (``P_k``); ``None``: all.
-      max_serving: static cap ``M >= max_k |M_k|`` (see :func:`serving_table`); with
-        ``per_ue_w`` the Gram of UE ``k`` is then built over ``M`` gathered APs instead of ``L``.
+      max_serving: static cap ``M >= max_k |M_k|`` (see :func:`serving_table`) or per-group
+        caps (see :func:`serving_caps`); with ``per_ue_w`` the Gram of UE ``k`` is then built
+        over its gathered serving APs (padded to the cap) instead of all ``L``.
     """
     n, L, K, N = Hs.shape
     Dc = D.astype(Hs.dtype)
     if per_ue_w:
-        idx, smask = serving_table(D, max_serving)
-        Wg, Yg = _gathered_whitened(Hs, W, idx, smask)
-        M = idx.shape[1]
-        tau = _unit_solve(gram(Yg.reshape(n, K, M * N, K)), mask)
-        return _scatter_serving(_unwhiten_gathered(Yg, Wg, tau), idx, L)
+        G, finish = _per_ue_whitened(Hs, W, D, max_serving)
+        return finish(_unit_solve(G, mask))
     Y = jnp.swapaxes(Hs, -1, -2)
     if W is not None:
         Y = bmm(W[None], Y)
@@ -240,7 +328,8 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
 
     MMSE and P-RZF sum per-AP ``K x K`` Grams over ``M_k`` with one masked matmul; P-MMSE (whose
     whitening depends on the UE) builds each UE's Gram over its serving-AP table
-    (``max_serving``, see :func:`serving_table`). All ``K x K`` systems are solved together.
+    (``max_serving``: an int cap or per-group caps, see :func:`serving_caps`). All ``K x K``
+    systems are solved together.
     """
     n, L, K, N = Hhat.shape
     p = powers(p, K, real_dtype(Hhat))
@@ -263,10 +352,8 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
             grams.append(Gs[:, :, s])
             masks.append(pmask if name == "p_rzf" else jnp.ones_like(pmask))
     if "p_mmse" in schemes:
-        idx, smask = serving_table(D, max_serving)
-        M = idx.shape[1]
-        Wg, Yg = _gathered_whitened(Hs, inv_chol(z_partial), idx, smask)
-        grams.append(gram(Yg.reshape(n, K, M * N, K)))
+        G_pm, finish_pm = _per_ue_whitened(Hs, inv_chol(z_partial), D, max_serving)
+        grams.append(G_pm)
         masks.append(pmask)
     out = {}
     if grams:
@@ -278,7 +365,7 @@ def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
             v = _unwhiten(per_ap[name], Wf if name == "mmse" else None, taus[s])
             out[name] = v * Dc[None, :, :, None]
         if "p_mmse" in schemes:
-            out["p_mmse"] = _scatter_serving(_unwhiten_gathered(Yg, Wg, taus[-1]), idx, L)
+            out["p_mmse"] = finish_pm(taus[-1])
     if "mr" in schemes:
         out["mr"] = Hhat * Dc[None, :, :, None]
     return {s: out[s] for s in CENTRALIZED if s in out}
@@ -328,7 +415,7 @@ def centralized_combiners(Hhat, C, D, p, scheme: str):
     if scheme not in CENTRALIZED:
         raise ValueError(f"scheme must be one of {CENTRALIZED}, got {scheme!r}")
     _check(Hhat, C, D, p)
-    M = serving_cap(D)
+    M = serving_caps(D)
     D = jnp.asarray(D, bool)
     v = central_scaled_all(Hhat, C, D, p, (scheme,), max_serving=M)[scheme]
     if scheme == "mr":

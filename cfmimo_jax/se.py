@@ -33,7 +33,7 @@ from .processing import (
     check_cap,
     distributed_all,
     gram_cross,
-    serving_cap,
+    serving_caps,
 )
 
 UPLINK_KEYS = (
@@ -365,7 +365,7 @@ def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, m
     if rho is not None:
         V.shape("rho", rho, (L, K))
         V.finite("rho", rho, nonneg=True)
-    M = check_cap(D, max_serving) if max_serving is not None else serving_cap(D)
+    M = check_cap(D, max_serving) if max_serving is not None else serving_caps(D)
     if chunk is None:
         return default_chunk(L, K, N, n_realizations), M
     return V.positive_int("chunk", chunk), M
@@ -396,12 +396,13 @@ def uplink_se(
       genie: also return ``"<key>_genie"`` (instantaneous-CSI SINR averaged over realizations).
       chunk: realizations per ``lax.scan`` step (default :func:`default_chunk`); does not change
         the result.
-      max_serving: static cap ``>= max_k |M_k|`` on the serving APs of a UE; the P-MMSE Grams are
-        built over a table of that many APs per UE instead of all ``L``. Default: computed from
-        ``D`` (rounded up to a multiple of 4) when ``D`` is concrete, ``L`` when ``D`` is traced
-        (e.g. ``all_se`` itself inside ``jax.jit``; pass it there for speed). Checked against a
-        concrete ``D``; inside ``jit`` a too-small cap silently drops serving APs. Does not
-        change the result.
+      max_serving: static cap ``>= max_k |M_k|`` on the serving APs of a UE, or a tuple of caps
+        for groups of UEs sorted by ``|M_k|`` (:func:`cfmimo_jax.processing.serving_caps`); the
+        P-MMSE Grams are built over tables of that many APs per UE instead of all ``L``.
+        Default: ``serving_caps(D)`` (four groups, caps rounded up to a multiple of 4) when
+        ``D`` is concrete, ``L`` when ``D`` is traced (e.g. ``all_se`` itself inside
+        ``jax.jit``; pass it there for speed). Checked against a concrete ``D``; inside ``jit``
+        a too-small cap silently drops serving APs. Does not change the result.
 
     Returns ``dict[str, [K]]`` (bit/s/Hz) with keys ``mmse, p_mmse, p_rzf, mr`` (centralized,
     Thm 5.1: ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,

@@ -32,16 +32,70 @@ def test_serving_table(canon):
         processing.check_cap(s.D, int(D.sum(0).max()) - 1)
 
 
+def test_grouped_serving_tables(canon):
+    s, _ = canon
+    D = np.asarray(s.D)
+    K = D.shape[1]
+    counts = D.sum(0)
+    for groups in (1, 3, 5):
+        caps = processing.serving_caps(s.D, groups)
+        assert len(caps) == groups and all(c % 4 == 0 for c in caps)
+        assert list(caps) == sorted(caps)  # groups of UEs in ascending |M_k|
+        tables = processing.grouped_serving_tables(jnp.asarray(s.D), caps)
+        ues = np.concatenate([np.asarray(u) for u, _, _ in tables])
+        assert sorted(ues) == list(range(K))  # a permutation of the UEs
+        for (u, idx, mask), cap in zip(tables, caps, strict=True):
+            u, idx, mask = np.asarray(u), np.asarray(idx), np.asarray(mask)
+            assert idx.shape == (len(u), min(cap, D.shape[0]))
+            assert counts[u].max() <= cap
+            for row, k in enumerate(u):
+                assert sorted(idx[row][mask[row]]) == sorted(np.flatnonzero(D[:, k]))
+                assert len(set(idx[row])) == idx.shape[1]
+    # jitted (traced D) with the caps of the concrete D: the same tables
+    caps = processing.serving_caps(s.D, 3)
+    traced = jax.jit(lambda D: processing.grouped_serving_tables(D, caps))(jnp.asarray(s.D))
+    eager = processing.grouped_serving_tables(jnp.asarray(s.D), caps)
+    for a, b in zip(jax.tree.leaves(traced), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert processing.serving_caps(jnp.zeros((3, 2), bool).at[0].set(True)) == (3, 3)  # at most L
+    assert jax.jit(lambda D: processing.serving_caps(D) is None)(s.D)
+
+
+def test_grouped_caps_validation(canon):
+    s, _ = canon
+    caps = processing.serving_caps(s.D, 3, multiple=1)
+    assert processing.check_cap(s.D, list(caps)) == caps
+    low = (caps[0], caps[1] - 1, caps[2])
+    with pytest.raises(ValueError, match=r"max_serving\[1\]"):
+        processing.check_cap(s.D, low)
+    with pytest.raises(ValueError, match="max_serving"):
+        processing.check_cap(s.D, ())
+    with pytest.raises(ValueError, match="max_serving"):
+        processing.check_cap(s.D, (24,) * (np.asarray(s.D).shape[1] + 1))
+    with pytest.raises(ValueError, match="max_serving"):
+        processing.check_cap(s.D, (0, 24))
+    args = (jax.random.PRNGKey(1), s.R, s.pilot, s.D, 100.0, None, 4, 50, 8)
+    with pytest.raises(ValueError, match=r"max_serving\[1\]"):
+        se.uplink_se(*args[:5], *args[6:], max_serving=low)
+
+
 def test_all_se_table_vs_dense(canon):
     s, rho = canon
     args = (jax.random.PRNGKey(1), s.R, s.pilot, s.D, 100.0, rho, 4, 50, 40)
     fast = se.all_se(*args, genie=True)  # cap from the concrete D
     dense = jax.jit(lambda D: se.all_se(*args[:3], D, *args[4:], genie=True))(s.D)  # traced: L
     small = se.all_se(*args, genie=True, max_serving=int(np.asarray(s.D).sum(0).max()))
+    caps = processing.serving_caps(s.D, 3, multiple=1)  # tight per-group caps, traced D
+    grouped = jax.jit(lambda D: se.all_se(*args[:3], D, *args[4:], genie=True, max_serving=caps))(
+        s.D
+    )
     for link in ("uplink", "downlink"):
         for key in fast[link]:
             np.testing.assert_allclose(fast[link][key], dense[link][key], rtol=1e-10, err_msg=key)
             np.testing.assert_allclose(small[link][key], dense[link][key], rtol=1e-10, err_msg=key)
+            np.testing.assert_allclose(
+                grouped[link][key], dense[link][key], rtol=1e-10, err_msg=key
+            )
 
 
 def test_centralized_combiners_table_vs_dense(canon):
