@@ -420,8 +420,9 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     )
     w(
         "- JAX: `jax.jit(cfmimo_jax.se.all_se)` in float32/complex64 (the default), with the "
-        "static `max_serving` (cap on |M_k|, rounded up to a multiple of 4) taken from the "
-        "setup's `D` as `all_se` does itself when called un-jitted; compile "
+        "static `max_serving` caps (`cfmimo_jax.processing.serving_caps`: the UEs sorted by "
+        "|M_k| in four groups, each group's largest |M_k| rounded up to a multiple of 4) taken "
+        "from the setup's `D` as `all_se` does itself when called un-jitted; compile "
         "time is the ahead-of-time `lower().compile()`; steady state is the median of "
         f"{cfg['jax_repeats']} calls with fresh keys after one warm-up call, with "
         "`block_until_ready`."
