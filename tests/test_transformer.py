@@ -199,9 +199,9 @@ def test_mat_lagr_trainer():
     acc = np.asarray(pre["accuracy"])
     assert acc[-5:].mean() > acc[:5].mean()
     # one rollout: the stored log-probs are the teacher-forced ones
-    _, _, traj = tr._rollout(rs)
+    _, _, traj = jax.jit(tr._rollout)(rs)  # jitted: eager dispatch of the scans is slow
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), traj)
-    logits, values = tr.forward(rs.params, flat["obs"], flat["action"])
+    logits, values = jax.jit(tr.forward)(rs.params, flat["obs"], flat["action"])
     lp = jnp.take_along_axis(jax.nn.log_softmax(logits), flat["action"][..., None], -1)[..., 0]
     np.testing.assert_allclose(np.asarray(lp), np.asarray(flat["logp"]), atol=1e-5)
     np.testing.assert_allclose(np.asarray(values), np.asarray(flat["value"]), atol=1e-5)
@@ -216,5 +216,5 @@ def test_mat_lagr_trainer():
         not np.allclose(np.asarray(a), np.asarray(b))
         for a, b in zip(jax.tree.leaves(rs.params), jax.tree.leaves(rs2.params), strict=True)
     )
-    act = tr.act(rs2.params, rs2.obs)
+    act = jax.jit(tr.act)(rs2.params, rs2.obs)
     assert act.shape == (4, env.n_agents) and act.dtype == jnp.int32
