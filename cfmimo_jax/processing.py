@@ -256,12 +256,13 @@ def _gathered_whitened(Hs, W, ues, idx, mask):
     return Wg, bmm(Wg[None], HgT)
 
 
-def _per_ue_whitened(Hs, W, D, caps, mask=None):
-    """``v'`` of a centralized scheme whose whitening ``W[L, K, N, N]`` depends on the UE
-    (P-MMSE): each UE's Gram ``sum_{l in M_k} (W_lk Hs_l)^H (W_lk Hs_l)`` over its serving
-    table (grouped by ``caps``, see :func:`grouped_serving_tables`), one stacked solve.
+def _per_ue_whitened(Hs, W, D, caps):
+    """Gram and combiner of a centralized scheme whose whitening ``W[L, K, N, N]`` depends on
+    the UE (P-MMSE): each UE's Gram ``sum_{l in M_k} (W_lk Hs_l)^H (W_lk Hs_l)`` over its
+    serving table (grouped by ``caps``, see :func:`grouped_serving_tables`).
 
-    Returns ``(grams[n, K, K, K], finish)`` with ``finish(tau[n, K, K]) -> v'[n, L, K, N]``.
+    Returns ``(grams[n, K, K, K], finish)``, the Grams in the UEs' own order and
+    ``finish(tau[n, K, K]) -> v'[n, L, K, N]`` (``v'_k = W^H W Hs tau_k`` on ``M_k``).
     """
     n, L, K, N = Hs.shape
     tables = grouped_serving_tables(D, caps)
