@@ -88,14 +88,10 @@ def serving_cap(D, multiple: int = 4):
     """Static cap ``M >= max_k |M_k|`` for :func:`serving_table`, or ``None`` if ``D`` is traced.
 
     ``D[L, K]``; the largest number of serving APs of a UE rounded up to ``multiple`` (fewer
-    distinct compiled shapes), at most ``L``.
+    distinct compiled shapes), at most ``L``: :func:`serving_caps` with one group.
     """
-    Dc = V.concrete(D)
-    if Dc is None:
-        return None
-    L = Dc.shape[0]
-    m = int(np.max(np.sum(np.asarray(Dc, bool), axis=0), initial=1))
-    return int(min(L, -(-max(m, 1) // multiple) * multiple))
+    caps = serving_caps(D, 1, multiple)
+    return None if caps is None else caps[0]
 
 
 def _group_sizes(K: int, groups: int):
