@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-import time
+from time import perf_counter
 
 
 def time_jitted(f, arg, repeats: int) -> tuple[float, float]:
@@ -14,13 +14,13 @@ def time_jitted(f, arg, repeats: int) -> tuple[float, float]:
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    t0 = time.perf_counter()
+    t0 = perf_counter()
     c = jax.jit(f).lower(arg).compile()
-    compile_s = time.perf_counter() - t0
+    compile_s = perf_counter() - t0
     jax.block_until_ready(c(arg))
     ts = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         jax.block_until_ready(c(arg))
-        ts.append(time.perf_counter() - t0)
+        ts.append(perf_counter() - t0)
     return statistics.median(ts), compile_s

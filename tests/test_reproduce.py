@@ -135,13 +135,19 @@ def test_reproduce_tiny_sweep(tmp_path, monkeypatch):
     assert json.dumps(res2["table"]) == json.dumps(res["table"])
 
 
-def test_time_jitted():
+def test_time_jitted(monkeypatch):
     """Shared latency timer (reproduce's latency table and bench/bench_latency.py)."""
     import jax.numpy as jnp
 
     from cfmimo_cli.timing import time_jitted
 
+    # A scripted clock instead of real time (no timing assertion): compile start/end, then a
+    # (start, end) pair per timed call with durations 1, 3, 2 s -> median 2 s, compile 5 s.
+    ticks = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0, 30.0, 32.0])
+    monkeypatch.setattr("cfmimo_cli.timing.perf_counter", lambda: next(ticks))
     med, comp = time_jitted(lambda x: jnp.cumsum(x) * 2.0, jnp.ones(16), 3)
-    assert 0.0 < med < 1.0 and comp > 0.0
+    assert (med, comp) == (2.0, 5.0)
+    assert next(ticks, None) is None  # exactly 2 + 2 * repeats clock reads: warm-up untimed
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="repeats"):
         time_jitted(lambda x: x, jnp.ones(2), 0)
