@@ -7,7 +7,9 @@ the same few shapes so that the JAX kernels compile only a handful of times.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ jax.config.update("jax_enable_x64", True)
 # or kernel (a run, its interrupted twin and its resumption; the CLI and the library) compile
 # it once.  A fresh folder each session, so nothing stale is ever reused.
 _CACHE_DIR = tempfile.mkdtemp(prefix="cfmimo-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
