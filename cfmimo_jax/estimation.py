@@ -82,6 +82,26 @@ def _cnormal(key, shape, dtype):
     return jax.random.normal(key, shape, dtype=dtype)  # CN(0, 1): E|z|^2 = 1
 
 
+def pair_matvec(A, x):
+    """``y[j, l, k, a] = sum_b A[l, k, a, b] x[j, l, k, b]``: one small ``N x N`` matrix per
+    AP-UE pair applied to ``n`` vectors (``A[L, K, N, N]``, ``x[n, L, K, N]`` -> ``[n, L, K, N]``;
+    the products of book eqs. (2.3) and (4.5)).
+
+    A ``lax.fori_loop`` over the ``N`` columns of ``A`` (each step one fused multiply-add over the
+    whole batch) rather than an ``einsum``: XLA turns the einsum into a reduce fusion that
+    recomputes every element of ``x`` once per output antenna, and when ``x`` is freshly drawn
+    (threefry + erfinv) that redraw costs about twice the whole product on a CPU. The loop
+    carries ``x`` as an operand, so it is computed once."""
+    xb = jnp.moveaxis(x, -1, 0)  # [N(b), n, L, K]
+    Ab = jnp.moveaxis(A, -1, 0)  # [N(b), L, K, N(a)]
+    dtype = jnp.result_type(A, x)
+
+    def add_column(b, acc):
+        return acc + Ab[b][None] * xb[b][..., None]
+
+    return jax.lax.fori_loop(0, A.shape[-1], add_column, jnp.zeros(x.shape, dtype))
+
+
 def sample_channels(key, R, n: int):
     """``n`` independent realizations ``h_lk ~ CN(0, R_lk)``: ``H[n, L, K, N]`` (book eq. (2.3)).
 
@@ -98,7 +118,7 @@ def sample_channels(key, R, n: int):
 def _sample_channels(keys, factor):
     shape = factor.shape[:-1]
     w = jax.vmap(lambda k: _cnormal(k, shape, factor.dtype))(keys)  # [n, L, K, N]
-    return jnp.einsum("lkab,jlkb->jlka", factor, w)
+    return pair_matvec(factor, w)
 
 
 def pilot_signal(key, H, pilot, p, tau_p: int):
@@ -148,7 +168,7 @@ def mmse_matrices(R, pilot, p, tau_p):
 
 def _mmse_from_pilot_signal(Y, R, pilot, p, tau_p):
     A = mmse_matrices(R, pilot, p, tau_p)
-    return jnp.einsum("lkab,jlkb->jlka", A, Y[:, :, pilot, :])
+    return pair_matvec(A, Y[:, :, pilot, :])
 
 
 def ls_from_pilot_signal(Y, pilot, p, tau_p: int):

@@ -16,12 +16,13 @@ import numpy as np
 
 from . import _validate as V
 from .estimation import (
-    _cnormal,
     _estimation_statistics,
     _pilot_signal,
     _psi_inv_r,
+    _sample_channels,
     _sqrt_factor,
     mmse_matrices,
+    pair_matvec,
     powers,
     real_dtype,
 )
@@ -252,10 +253,9 @@ def _monte_carlo(
 
     def stats(xs):
         kh, kn, w = xs
-        z = jax.vmap(lambda k: _cnormal(k, factor.shape[:-1], factor.dtype))(kh)
-        H = jnp.sum(factor[None] * z[..., None, :], axis=-1)  # = _sample_channels(kh, factor)
+        H = _sample_channels(kh, factor)
         Y = _pilot_signal(kn, H, pilot, p, tau_p)
-        Hh = jnp.sum(A[None] * Y[:, :, pilot, None, :], axis=-1)  # A_lk y_{l, t_k}
+        Hh = pair_matvec(A, Y[:, :, pilot, :])  # A_lk y_{l, t_k}
         return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_serving)
 
     def body(acc, xs):

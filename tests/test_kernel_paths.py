@@ -124,3 +124,17 @@ def test_blocked_cholesky(n, dtype):
     np.testing.assert_allclose(linalg.cholesky(jnp.asarray(A)), np.linalg.cholesky(A), atol=1e-12)
     b = rng.standard_normal((2, 3, n, 2)).astype(dtype)
     np.testing.assert_allclose(linalg.chol_solve(jnp.asarray(A), b), np.linalg.solve(A, b))
+
+
+def test_pair_matvec_vs_numpy():
+    """``estimation.pair_matvec`` (fori_loop over columns) = the einsum of its docstring."""
+    from cfmimo_jax.estimation import pair_matvec
+
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(3, 5, 4, 4)) + 1j * rng.normal(size=(3, 5, 4, 4))
+    x = rng.normal(size=(2, 3, 5, 4)) + 1j * rng.normal(size=(2, 3, 5, 4))
+    want = np.einsum("lkab,jlkb->jlka", A, x)
+    np.testing.assert_allclose(np.asarray(pair_matvec(jnp.asarray(A), jnp.asarray(x))), want, 1e-12)
+    # real matrices applied to complex vectors promote to complex
+    got = pair_matvec(jnp.asarray(A.real), jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(got), np.einsum("lkab,jlkb->jlka", A.real, x), 1e-12)
