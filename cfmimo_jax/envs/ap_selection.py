@@ -341,14 +341,16 @@ def k_strongest(obs, n_aps: int, n_ues: int, k: int):
     """k-strongest selection (seed 003 section VI-B): each UE is served by the ``k`` APs with
     the strongest current channel (the last slot of the observed history).
 
-    ``obs[..., L K, history, 1]`` -> ``actions[..., L K]`` int32. Ties broken by AP index.
+    ``obs[..., L K, history, 1]`` -> ``actions[..., L K]`` int32. Ties broken by AP index (the
+    lower index wins). ``lax.top_k`` over the APs of each UE (XLA's CPU top-k is about 20x faster
+    than ranking the APs with two stable argsorts, which took a third of a large network's step).
     """
     if not 1 <= k <= n_aps:
         raise ValueError(f"k must lie in [1, n_aps={n_aps}], got {k}")
     cur = obs[..., -1, 0].reshape(obs.shape[:-3] + (n_aps, n_ues))
-    order = jnp.argsort(-cur, axis=-2, stable=True)
-    rank = jnp.argsort(order, axis=-2, stable=True)
-    return (rank < k).astype(jnp.int32).reshape(obs.shape[:-3] + (n_aps * n_ues,))
+    _, top = jax.lax.top_k(jnp.swapaxes(cur, -1, -2), k)  # [..., K, k] AP indices
+    chosen = jnp.any(top[..., None] == jnp.arange(n_aps), axis=-2)  # [..., K, L]
+    return jnp.swapaxes(chosen, -1, -2).astype(jnp.int32).reshape(obs.shape[:-3] + (n_aps * n_ues,))
 
 
 def all_on(obs):
