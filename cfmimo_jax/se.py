@@ -233,38 +233,65 @@ def _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_
 
 
 def _monte_carlo(
-    key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie, norms, max_serving=None
+    key,
+    R,
+    C,
+    D,
+    p,
+    pilot,
+    tau_p,
+    n,
+    chunk,
+    uplink,
+    downlink,
+    genie,
+    norms,
+    max_serving=None,
+    devices=None,
 ):
     L, K, N, _ = R.shape
     k_h, k_n = jax.random.split(key)
-    n_chunks = -(-n // chunk)
+    shards = len(devices) if devices else 1
+    n_chunks = -(-n // (chunk * shards)) * shards  # a multiple of the device count
     total = n_chunks * chunk
     keys_h = jax.random.split(k_h, n)
     keys_n = jax.random.split(k_n, n)
     pad = total - n
-    if pad:
-        keys_h = jnp.concatenate([keys_h, keys_h[:pad]])
-        keys_n = jnp.concatenate([keys_n, keys_n[:pad]])
+    if pad:  # padding realizations carry weight 0
+        fill = jnp.arange(pad) % n
+        keys_h = jnp.concatenate([keys_h, keys_h[fill]])
+        keys_n = jnp.concatenate([keys_n, keys_n[fill]])
     weights = (jnp.arange(total) < n).astype(real_dtype(R))
     shape = lambda x: x.reshape((n_chunks, chunk) + x.shape[1:])
     factor = _sqrt_factor(R)
     A = mmse_matrices(R, pilot, p, tau_p)
     z_full = jnp.sum(p.astype(C.dtype)[None, :, None, None] * C, axis=1) + jnp.eye(N, dtype=C.dtype)
+    consts = (factor, A, C, D, p, pilot, z_full, norms)
 
-    def stats(xs):
+    def stats(xs, consts):
         kh, kn, w = xs
+        factor, A, C, D, p, pilot, z_full, norms = consts
         H = _sample_channels(kh, factor)
         Y = _pilot_signal(kn, H, pilot, p, tau_p)
         Hh = pair_matvec(A, Y[:, :, pilot, :])  # A_lk y_{l, t_k}
         return _chunk_stats(H, Hh, w, C, D, p, z_full, uplink, downlink, genie, norms, max_serving)
 
-    def body(acc, xs):
-        return jax.tree.map(jnp.add, acc, stats(xs)), None
+    def run(xs, consts):
+        spec = jax.eval_shape(stats, jax.tree.map(lambda a: a[0], xs), consts)
+        acc0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+        body = lambda acc, x: (jax.tree.map(jnp.add, acc, stats(x, consts)), None)
+        return jax.lax.scan(body, acc0, xs)[0]
 
     xs = (shape(keys_h), shape(keys_n), shape(weights))
-    spec = jax.eval_shape(stats, jax.tree.map(lambda a: a[0], xs))
-    acc0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
-    acc, _ = jax.lax.scan(body, acc0, xs)
+    if shards == 1:
+        acc = run(xs, consts)
+    else:  # each device scans its share of the chunks; the sums are added across devices
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("mc",))
+        P = jax.sharding.PartitionSpec
+        sharded = lambda xs, consts: jax.tree.map(lambda a: jax.lax.psum(a, "mc"), run(xs, consts))
+        acc = jax.shard_map(
+            sharded, mesh=mesh, in_specs=(P("mc"), P()), out_specs=P(), check_vma=False
+        )(xs, consts)
     return jax.tree.map(lambda a: a / n, acc)
 
 
@@ -319,10 +346,35 @@ def _genie_keys(stats2, uplink, downlink):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("tau_p", "tau_c", "n", "chunk", "uplink", "downlink", "genie", "max_serving"),
+    static_argnames=(
+        "tau_p",
+        "tau_c",
+        "n",
+        "chunk",
+        "uplink",
+        "downlink",
+        "genie",
+        "max_serving",
+        "devices",
+    ),
 )
 def _se(
-    key, R, pilot, D, p, rho, *, tau_p, tau_c, n, chunk, uplink, downlink, genie, max_serving=None
+    key,
+    R,
+    pilot,
+    D,
+    p,
+    rho,
+    *,
+    tau_p,
+    tau_c,
+    n,
+    chunk,
+    uplink,
+    downlink,
+    genie,
+    max_serving=None,
+    devices=None,
 ):
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
@@ -333,19 +385,47 @@ def _se(
     mc = functools.partial(
         _monte_carlo, key, R, C, D, p, pilot, tau_p, n, chunk, uplink, downlink, genie
     )
-    stats = mc(None, max_serving)
+    stats = mc(None, max_serving, devices)
     ul, dl, norms = _finalize(stats, D, p, rho, uplink, downlink)
     if genie:
         for name in CENTRALIZED:
             if uplink and f"c_{name}_ul_genie" in stats:
                 ul[name + "_genie"] = stats[f"c_{name}_ul_genie"]
-        stats2 = mc(norms, max_serving)
+        stats2 = mc(norms, max_serving, devices)
         ul2, dl2 = _genie_keys(stats2, uplink, downlink)
         ul.update(ul2)
         dl.update(dl2)
     factor = prelog(tau_c, tau_p)
     scale = lambda d: {k: factor * v for k, v in d.items()}
     return scale(ul), scale(dl)
+
+
+def _devices(devices):
+    """``devices`` argument -> a tuple of distinct devices, or ``None`` for one device."""
+    if devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        V.positive_int("devices", devices)
+        if devices > len(available):
+            raise ValueError(
+                f"devices={devices} but only {len(available)} {available[0].platform} device(s) "
+                "are available (on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                "before importing jax)"
+            )
+        out = tuple(available[:devices])
+    else:
+        try:
+            out = tuple(devices)
+        except TypeError:
+            raise ValueError(
+                f"devices must be an int or a sequence of devices, got {devices!r}"
+            ) from None
+        if not out or not all(isinstance(d, jax.Device) for d in out):
+            raise ValueError(f"devices must be an int or a sequence of devices, got {devices!r}")
+        if len(set(out)) != len(out):
+            raise ValueError("devices must not repeat a device")
+    return out if len(out) > 1 else None
 
 
 def _check_se_inputs(R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving):
@@ -384,6 +464,7 @@ def uplink_se(
     *,
     chunk=None,
     max_serving=None,
+    devices=None,
 ):
     """Uplink SE of every UE for all combining schemes, Monte Carlo (book Thms 5.1 and 5.4).
 
@@ -403,6 +484,12 @@ def uplink_se(
         ``D`` is concrete, ``L`` when ``D`` is traced (e.g. ``all_se`` itself inside
         ``jax.jit``; pass it there for speed). Checked against a concrete ``D``; inside ``jit``
         a too-small cap silently drops serving APs. Does not change the result.
+      devices: ``None`` (one device), a number of devices (the first of ``jax.devices()``) or a
+        sequence of devices: the realizations' chunks are split over them with
+        ``jax.shard_map`` and the Monte-Carlo sums added with ``psum``. Realization ``j`` keeps
+        its draws, so the result is that of one device up to float summation order. On a CPU
+        this uses every core (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``
+        before importing jax; see ``docs/kernels.md``).
 
     Returns ``dict[str, [K]]`` (bit/s/Hz) with keys ``mmse, p_mmse, p_rzf, mr`` (centralized,
     Thm 5.1: ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,
@@ -427,6 +514,7 @@ def uplink_se(
         downlink=False,
         genie=bool(genie),
         max_serving=M,
+        devices=_devices(devices),
     )
     return ul
 
@@ -445,6 +533,7 @@ def downlink_se(
     *,
     chunk=None,
     max_serving=None,
+    devices=None,
 ):
     """Downlink SE of every UE, hardening bound (book Thm 6.1), Monte Carlo.
 
@@ -473,6 +562,7 @@ def downlink_se(
         downlink=True,
         genie=bool(genie),
         max_serving=M,
+        devices=_devices(devices),
     )
     return dl
 
@@ -491,6 +581,7 @@ def all_se(
     *,
     chunk=None,
     max_serving=None,
+    devices=None,
 ):
     """Uplink and downlink SEs from one Monte-Carlo pass: ``{"uplink": {...}, "downlink": {...}}``.
 
@@ -514,6 +605,7 @@ def all_se(
         downlink=True,
         genie=bool(genie),
         max_serving=M,
+        devices=_devices(devices),
     )
     return {"uplink": ul, "downlink": dl}
 
