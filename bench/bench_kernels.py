@@ -11,6 +11,14 @@ scenario (L=100 APs, N=4, K=40 UEs, tau_p=10, tau_c=200, ASD 15 deg, p=100 mW, f
 downlink power with 200 mW per AP), 1000 Monte-Carlo realizations, on the same setup and in the
 same process; then the scaling in L, K and N with 200 realizations.
 
+Cores: NumPy (OpenBLAS) and XLA use all cores of the machine. XLA's CPU backend runs one
+program on one device with a partly parallel thread pool (about 1.7 of 2 cores busy here), so
+the script exposes one host device per core
+(``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``, set before jax is imported) and
+times ``all_se(..., devices=<cores>)``, which splits the Monte-Carlo chunks over the devices
+(``jax.shard_map``; same realizations, same numbers). The one-device time is reported next to it;
+``--devices 1`` makes one device the main measurement.
+
 BLAS environment: some machines export ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (pinning
 OpenBLAS to an older kernel set). For a fair reference the script re-executes itself once with
 those two variables removed (equivalent to
@@ -42,6 +50,12 @@ if __name__ == "__main__":
     # every core for NumPy's OpenBLAS (its default too; made explicit). OMP_NUM_THREADS and
     # XLA's own thread pool are left at their defaults.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+    # one XLA host device per core (see the module docstring); a user's own count is kept
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
+        ).strip()
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
@@ -77,7 +91,9 @@ STATIC_CANDIDATES = (
     "chunk",
     "chunk_size",
     "max_serving",
+    "devices",
 )
+DEVICES = None  # devices= of all_se for every JAX timing (main() sets it)
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,7 +239,7 @@ def _bind(fn, values):
     return dyn, static
 
 
-def _values(key, setup, n, tau_c):
+def _values(key, setup, n, tau_c, devices="default"):
     return {
         "key": key,
         "R": setup["R"],
@@ -239,6 +255,7 @@ def _values(key, setup, n, tau_c):
         # static caps on |M_k| from the concrete setup (all_se computes the same ones itself when
         # called un-jitted; under jax.jit D is traced, so they are passed like tau_p)
         "max_serving": _max_serving(setup["D"]),
+        "devices": DEVICES if devices == "default" else devices,
     }
 
 
@@ -257,11 +274,12 @@ def _split_out(out):
     return up, dl
 
 
-def time_jax(setup, n, tau_c, repeats, seed=0):
-    """AOT compile time and steady-state times of the jitted ``all_se``."""
+def time_jax(setup, n, tau_c, repeats, seed=0, devices="default"):
+    """AOT compile time and steady-state times of the jitted ``all_se`` (``devices``: its
+    ``devices=`` argument; default the module's ``DEVICES``)."""
     fn = jax_all_se()
     key = jax.random.PRNGKey(seed)
-    dyn, static = _bind(fn, _values(key, setup, n, tau_c))
+    dyn, static = _bind(fn, _values(key, setup, n, tau_c, devices))
     jitted = jax.jit(fn, static_argnames=tuple(static))
     t0 = time.perf_counter()
     compiled = jitted.lower(*dyn, **static).compile()
@@ -382,7 +400,7 @@ def run_x64_check(configs, n):
         sys.executable,
         os.path.abspath(__file__),
         "--x64-check-worker",
-        json.dumps({"configs": configs, "n": n}),
+        json.dumps({"configs": configs, "n": n, "devices": DEVICES}),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
@@ -434,7 +452,13 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
         "from the setup's `D` as `all_se` does itself when called un-jitted; compile "
         "time is the ahead-of-time `lower().compile()`; steady state is the median of "
         f"{cfg['jax_repeats']} calls with fresh keys after one warm-up call, with "
-        "`block_until_ready`."
+        "`block_until_ready`. "
+        + (
+            f"Main measurement with `devices={cfg['devices']}` (one XLA host device per core, "
+            "`XLA_FLAGS=--xla_force_host_platform_device_count`), one device next to it."
+            if cfg["devices"]
+            else "One device."
+        )
     )
     w(
         "- NumPy reference: `bench/numpy_ref.py` `all_se` (vectorised over realizations with "
@@ -471,19 +495,33 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     w("")
     w(f"## Result ({cfg['n']} realizations)")
     w("")
-    w("| implementation | precision | time (s) | NumPy / JAX | runs (s) |")
+    w("| implementation | precision | time (s) | NumPy c128 / this | runs (s) |")
     w("|---|---|---|---|---|")
     jt = canon["jax"]["median_s"]
-    w(
-        f"| JAX `all_se` (jit) | float32 | {_fmt(jt)} | 1 | "
-        f"{', '.join(_fmt(t) for t in canon['jax']['times'])} |"
-    )
-    for name, prec in (("np128", "complex128"), ("np64", "complex64")):
-        r = canon[name]
+    n128 = canon["np128"]["median_s"]
+    dev = f"`devices={cfg['devices']}`" if cfg["devices"] else "one device"
+    rows = [(f"JAX `all_se` (jit), {dev}", "float32", canon["jax"])]
+    if canon["jax1"] is not None:
+        rows.append(("JAX `all_se` (jit), one device", "float32", canon["jax1"]))
+    rows += [
+        ("NumPy reference", "complex128", canon["np128"]),
+        ("NumPy reference", "complex64", canon["np64"]),
+    ]
+    for label, prec, r in rows:
+        ratio = _fmt(n128 / r["median_s"])
         w(
-            f"| NumPy reference | {prec} | {_fmt(r['median_s'])} | "
-            f"**{_fmt(r['median_s'] / jt)}** | {', '.join(_fmt(t) for t in r['times'])} |"
+            f"| {label} | {prec} | {_fmt(r['median_s'])} | "
+            f"{'**' + ratio + '**' if r is canon['jax'] else ratio} | "
+            f"{', '.join(_fmt(t) for t in r['times'])} |"
         )
+    w("")
+    w(
+        f"NumPy complex64 / JAX ({dev}): {_fmt(canon['np64']['median_s'] / jt)}. JAX devices "
+        f"here are XLA host devices, one per core; {dev} splits the {cfg['n']} "
+        "realizations' chunks over them (`jax.shard_map`, Monte-Carlo sums added with "
+        "`psum`; the same realizations as one device). OpenBLAS threads NumPy over the same "
+        "cores."
+    )
     w("")
     pr = canon["pair_ratio"]
     w(
@@ -543,10 +581,10 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     w(f"## Scaling ({cfg['n_scaling']} realizations)")
     w("")
     w(
-        f"JAX: float32, compile and steady-state median of {min(3, cfg['jax_repeats'])} "
-        "calls. NumPy: complex128, one run when the extrapolation from "
-        f"{cfg['n_probe']} realizations predicts <= {cfg['np_limit']:.0f} s, otherwise that "
-        "extrapolation (marked *est.*)."
+        f"JAX: float32, `devices={cfg['devices']}`, compile and steady-state median of "
+        f"{min(3, cfg['jax_repeats'])} calls. NumPy: complex128, one run when the "
+        f"extrapolation from {cfg['n_probe']} realizations predicts <= "
+        f"{cfg['np_limit']:.0f} s, otherwise that extrapolation (marked *est.*)."
     )
     w("")
     w(
@@ -577,11 +615,21 @@ def main(argv=None):
     ap.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE etc.")
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--no-x64-check", action="store_true")
+    ap.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices= of all_se for the JAX timings (default: every JAX device, one per core)",
+    )
     ap.add_argument("--x64-check-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global DEVICES
+    n_dev = len(jax.devices()) if args.devices is None else args.devices
+    DEVICES = n_dev if n_dev > 1 else None
 
     if args.x64_check_worker is not None:
         spec = json.loads(args.x64_check_worker)
+        DEVICES = spec["devices"]
         x64_check_worker([tuple(c) for c in spec["configs"]], spec["n"])
         return
 
@@ -604,6 +652,7 @@ def main(argv=None):
         x64_cfgs, x64_n = [(24, 8, 2, 4), (100, 40, 4, 10)], 100
         out = args.out or os.path.join(os.path.dirname(__file__), "RESULTS.md")
     cfg["quick"] = args.quick
+    cfg["devices"] = DEVICES
     cfg["np_limit"] = 60.0
     tau_c = 200
     t_start = time.perf_counter()
@@ -622,6 +671,14 @@ def main(argv=None):
         f"{[round(t, 3) for t in canon['jax']['times']]}",
         flush=True,
     )
+    canon["jax1"] = None
+    if DEVICES:
+        canon["jax1"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"], devices=None)
+        print(
+            f"JAX one device: steady {canon['jax1']['median_s']:.3f} s "
+            f"{[round(t, 3) for t in canon['jax1']['times']]}",
+            flush=True,
+        )
     for name, dt in (("np128", np.complex128), ("np64", np.complex64)):
         canon[name] = time_numpy(s_np, cfg["n"], tau_c, dt)
         r = canon[name]
