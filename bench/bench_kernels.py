@@ -239,7 +239,7 @@ def _bind(fn, values):
     return dyn, static
 
 
-def _values(key, setup, n, tau_c, devices="default"):
+def _values(key, setup, n, tau_c, devices):
     return {
         "key": key,
         "R": setup["R"],
@@ -255,7 +255,7 @@ def _values(key, setup, n, tau_c, devices="default"):
         # static caps on |M_k| from the concrete setup (all_se computes the same ones itself when
         # called un-jitted; under jax.jit D is traced, so they are passed like tau_p)
         "max_serving": _max_serving(setup["D"]),
-        "devices": DEVICES if devices == "default" else devices,
+        "devices": devices,
     }
 
 
@@ -274,9 +274,8 @@ def _split_out(out):
     return up, dl
 
 
-def time_jax(setup, n, tau_c, repeats, seed=0, devices="default"):
-    """AOT compile time and steady-state times of the jitted ``all_se`` (``devices``: its
-    ``devices=`` argument; default the module's ``DEVICES``)."""
+def time_jax(setup, n, tau_c, repeats, devices, seed=0):
+    """AOT compile time and steady-state times of the jitted ``all_se`` with ``devices=``."""
     fn = jax_all_se()
     key = jax.random.PRNGKey(seed)
     dyn, static = _bind(fn, _values(key, setup, n, tau_c, devices))
@@ -366,7 +365,7 @@ def x64_check_worker(configs, n):
         Hhat = estimation.mmse_estimates(k_n, H, setup["R"], setup["pilot"], setup["p"], tau_p)
         Bj, Cj = estimation.estimation_statistics(setup["R"], setup["pilot"], setup["p"], tau_p)
         fn = jax_all_se()
-        dyn, static = _bind(fn, _values(key, setup, n, tau_c))
+        dyn, static = _bind(fn, _values(key, setup, n, tau_c, DEVICES))
         up_j, dl_j = _split_out(jax.jit(fn, static_argnames=tuple(static))(*dyn, **static))
         B, C = numpy_ref.estimation_statistics(s["R"], s["pilot"], s["p"], tau_p)
         ref = numpy_ref.all_se_from_realizations(
@@ -665,7 +664,7 @@ def main(argv=None):
     s_np = to_numpy(setup)
     canon = {"mean_Mk": float(s_np["D"].sum(axis=0).mean())}
     print(f"setup: L={cfg['L']} K={cfg['K']} N={cfg['N']} mean|M_k|={canon['mean_Mk']:.1f}")
-    canon["jax"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"])
+    canon["jax"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"], DEVICES)
     print(
         f"JAX: compile {canon['jax']['compile_s']:.2f} s, steady {canon['jax']['median_s']:.3f} s "
         f"{[round(t, 3) for t in canon['jax']['times']]}",
@@ -673,7 +672,7 @@ def main(argv=None):
     )
     canon["jax1"] = None
     if DEVICES:
-        canon["jax1"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"], devices=None)
+        canon["jax1"] = time_jax(setup, cfg["n"], tau_c, cfg["jax_repeats"], None)
         print(
             f"JAX one device: steady {canon['jax1']['median_s']:.3f} s "
             f"{[round(t, 3) for t in canon['jax1']['times']]}",
@@ -735,7 +734,7 @@ def main(argv=None):
                 continue
             st = make_setup(0, L, K, N, tau_p)
             snp = to_numpy(st)
-            tj = time_jax(st, cfg["n_scaling"], tau_c, min(3, cfg["jax_repeats"]))
+            tj = time_jax(st, cfg["n_scaling"], tau_c, min(3, cfg["jax_repeats"]), DEVICES)
             est = estimate_numpy(snp, cfg["n_scaling"], tau_c, np.complex128, cfg["n_probe"])
             if est <= cfg["np_limit"]:
                 tn = time_numpy(snp, cfg["n_scaling"], tau_c, np.complex128, max_repeats=1)
