@@ -28,9 +28,15 @@ import pytest  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 # One persistent compilation cache per test session: tests that build the same jitted trainer
 # or kernel (a run, its interrupted twin and its resumption; the CLI and the library) compile
-# it once.  A fresh folder each session, so nothing stale is ever reused.
-_CACHE_DIR = tempfile.mkdtemp(prefix="cfmimo-jax-cache-")
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+# it once.  A fresh folder each session, so nothing stale is ever reused.  Under pytest-xdist
+# (scripts/test.sh runs two workers) the controller creates the folder and its workers, which
+# inherit the environment, share it; the process that created it removes it at exit.
+_CACHE_ENV = "CFMIMO_TEST_JAX_CACHE"
+_CACHE_DIR = os.environ.get(_CACHE_ENV)
+if not _CACHE_DIR or not os.path.isdir(_CACHE_DIR):
+    _CACHE_DIR = tempfile.mkdtemp(prefix="cfmimo-jax-cache-")
+    os.environ[_CACHE_ENV] = _CACHE_DIR
+    atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
