@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as V
+from ..fastmath import db_to_amplitude, sincos
 from ..geometry import Waypoints, uniform_disc, waypoint_init, waypoint_step
 from ..pathloss import evaluate_shadowing, shadowing_field, uma_los_pathloss_db
 from ..power import ap_power_consumption
@@ -170,8 +171,9 @@ def channels(params: APSelectionParams, ap_pos, ue_pos, field):
     SNR of pair ``(l, k)`` at full power is ``|h_lk|^2``), from the 3-D distances
     (``channel_polar``)."""
     snr_db, phase = channel_polar(params, ap_pos, ue_pos, field)
-    amp = 10.0 ** (snr_db / 20.0)
-    return jax.lax.complex(amp * jnp.cos(phase), amp * jnp.sin(phase))
+    amp = db_to_amplitude(snr_db)
+    sin, cos = sincos(phase)
+    return jax.lax.complex(amp * cos, amp * sin)
 
 
 class APSelection(MultiAgentEnv):
@@ -274,8 +276,8 @@ class APSelection(MultiAgentEnv):
 
         ue, pos = jax.lax.scan(slot, state.ue, jax.random.split(key, self.T))  # pos[T, K, 2]
         snr_db, phase = channel_polar(params, state.ap_pos, pos, state.field)  # [T, L, K]
-        amp = 10.0 ** (snr_db / 20.0)
-        ur, ui = jnp.cos(phase), jnp.sin(phase)
+        amp = db_to_amplitude(snr_db)
+        ui, ur = sincos(phase)
         se, _ = _mrt_se_real(amp * ur, amp * ui, ur, ui, A)  # rho is folded into h; [T, K]
         mags = (snr_db - params.obs_offset_db) / params.obs_scale_db  # 20 log10 |h_lk|
         hist = jnp.moveaxis(mags[self.T - self.history :], 0, -1)  # [L, K, history]
