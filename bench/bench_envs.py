@@ -732,7 +732,7 @@ NOTES = [
     "per slot, and a reset computed at every step): 1258 env steps/s medium (2.16x its NumPy "
     "loop), 161 large (2.37x), same machine. The model change also made the NumPy loop faster"
     " (582 -> 989 medium, 68 -> 390 large env steps/s).",
-    "Since commit (this run's): the float32 sines and cosines are `cfmimo_jax.fastmath.sincos` "
+    "Since commit 3747c43: the float32 sines and cosines are `cfmimo_jax.fastmath.sincos` "
     "(Cody-Waite reduction + Cephes polynomials, one reduction for both, about 10x the "
     "throughput of `jnp.sin` with `jnp.cos` on this CPU, error < 2e-7), 10^(x/20) is "
     "`exp(x ln10 / 20)`, and the shadowing product is two [K, S] x [S, L] products instead of "
