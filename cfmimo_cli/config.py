@@ -178,7 +178,7 @@ def validate_evaluate(config: Mapping[str, Any]) -> None:
     seed = config["seed"]
     if not _is_int(seed) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    for name in ("n_setups", "n_realizations"):
+    for name in ("n_setups", "n_realizations", "devices"):
         _positive_int(name, config[name])
     if not isinstance(config["genie"], bool):
         raise ConfigError(f"genie must be true or false, got {config['genie']!r}")

@@ -35,6 +35,22 @@ def _kernels():
     return setup.generate_setup, power.fractional_downlink, se.all_se
 
 
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def expose_host_devices(n: int) -> None:
+    """Ask XLA for ``n`` host (CPU) devices, so ``devices=n`` can split the Monte-Carlo
+    realizations over the CPU's cores: appends ``--xla_force_host_platform_device_count=n`` to
+    ``XLA_FLAGS``. Only effective before JAX initialises its backends (the command calls it
+    first); a count the user already put in ``XLA_FLAGS`` is kept. Accelerators are unaffected
+    (``jax.devices()`` lists them first)."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and HOST_DEVICES_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICES_FLAG}={n}".strip()
+
+
 def _build_step(config: dict[str, Any]):
     """One jitted function ``key -> (gain_db, D, {"uplink": {...}, "downlink": {...}})``.
 
@@ -56,6 +72,7 @@ def _build_step(config: dict[str, Any]):
     p_mw, rho_max = float(power["p_mw"]), float(power["rho_max_mw"])
     exponent = float(power["downlink_exponent"])
     n_realizations, genie = config["n_realizations"], config["genie"]
+    devices = None if config["devices"] == 1 else config["devices"]
 
     @jax.jit
     def make_setup(key):
@@ -66,7 +83,9 @@ def _build_step(config: dict[str, Any]):
 
     @jax.jit
     def compute_se(key, R, pilot, D, p, rho):
-        return all_se(key, R, pilot, D, p, rho, tau_p, tau_c, n_realizations, genie=genie)
+        return all_se(
+            key, R, pilot, D, p, rho, tau_p, tau_c, n_realizations, genie=genie, devices=devices
+        )
 
     p = jnp.full((K,), p_mw, dtype=jnp.float32)
 
@@ -161,6 +180,7 @@ def evaluate(
     table (default ``sys.stdout``; ``False`` prints nothing).
     """
     validate_evaluate(config)  # before any compute
+    expose_host_devices(config["devices"])  # before JAX initialises its backends
     import jax
     from tqdm.auto import tqdm
 

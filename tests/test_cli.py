@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections import namedtuple
@@ -144,6 +145,9 @@ def test_unknown_key_in_file_is_refused(tmp_path):
         (["n_setups=0"], "n_setups"),
         (["n_realizations=true"], "n_realizations"),
         (["seed=-1"], "seed"),
+        (["devices=0"], "devices"),
+        (["devices=two"], "devices"),
+        (["devices=true"], "devices"),
         (["genie=maybe"], "genie"),
         (["power.p_mw=-100"], "power.p_mw"),
         (["power.rho_max_mw=0"], "power.rho_max_mw"),
@@ -311,6 +315,58 @@ def test_evaluate_plumbing_with_stand_in_kernels(tmp_path, monkeypatch, capsys):
     assert summary["config"]["genie"] is True
     printed = capsys.readouterr().out
     assert "lp_mmse_lsfd" in printed and "median" in printed
+
+
+def test_evaluate_devices_two_equal_one(tmp_path):
+    """``devices=2`` in a fresh process (the command exposes two host devices itself) splits
+    each setup's realizations over both CPU devices and gives the one-device numbers (float64
+    on both sides; 24 realizations = two chunks of 16, one per device, the second padded)."""
+    overrides = [*TINY, "n_realizations=24"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
+    # conftest's compile-speed flag only; the command adds the host device count itself
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "cfmimo_cli", "evaluate", *overrides, "devices=2"]
+    run = subprocess.run(
+        [*cmd, "--out", str(two), "--no-progress"], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    s2 = json.loads((two / "summary.json").read_text())
+    assert s2["environment"]["devices"] == ["cpu:0", "cpu:1"] and s2["environment"]["x64"]
+    assert s2["config"]["devices"] == 2
+    one = tmp_path / "one"
+    assert main(["evaluate", *overrides, "--out", str(one), "--no-progress"]) == 0
+    s1 = json.loads((one / "summary.json").read_text())
+    assert s1["config"]["devices"] == 1 and len(s1["environment"]["devices"]) == 1
+    for direction, schemes in s1["se"].items():
+        for scheme, stats in schemes.items():
+            for name, value in stats.items():
+                got = s2["se"][direction][scheme][name]
+                assert got == pytest.approx(value, rel=1e-9, abs=1e-12), (scheme, name)
+
+
+def test_evaluate_passes_devices_to_all_se(tmp_path, monkeypatch):
+    """The configured device count reaches ``all_se`` (recorded by a stand-in that then runs
+    the real kernel on this process's one device), and the command asks XLA for that many
+    host devices through ``XLA_FLAGS`` (restored after the test)."""
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    generate_setup, fractional_downlink, all_se = evaluate_mod._kernels()
+    seen = []
+
+    def recording_all_se(*args, devices=None, **kwargs):
+        seen.append(devices)
+        return all_se(*args, **kwargs)
+
+    monkeypatch.setattr(
+        evaluate_mod, "_kernels", lambda: (generate_setup, fractional_downlink, recording_all_se)
+    )
+    out = tmp_path / "out"
+    assert main(["evaluate", *TINY, "devices=3", "--out", str(out), "--no-progress"]) == 0
+    assert seen == [3]
+    assert "--xla_force_host_platform_device_count=3" in os.environ["XLA_FLAGS"]
+    seen.clear()
+    assert main(["evaluate", *TINY, "--out", str(out), "--no-progress"]) == 0
+    assert seen == [None]
 
 
 def test_evaluate_end_to_end_tiny(tmp_path, capsys):
