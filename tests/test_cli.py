@@ -294,7 +294,7 @@ def test_evaluate_plumbing_with_stand_in_kernels(tmp_path, monkeypatch, capsys):
         w = jnp.where(D, gain**exponent, 0.0)
         return rho_max * w / jnp.maximum(w.sum(axis=1, keepdims=True), 1e-30)
 
-    def all_se(key, R, pilot, D, p, rho, tau_p, tau_c, n, genie=False):
+    def all_se(key, R, pilot, D, p, rho, tau_p, tau_c, n, genie=False, devices=None):
         snr = jnp.einsum("lknn,lk->k", R, D).real * p
         base = (tau_c - tau_p) / tau_c * jnp.log2(1.0 + snr * jax.random.uniform(key))
         ul = {k: base * (i + 1) / 10 for i, k in enumerate(sorted(UPLINK_KEYS))}
