@@ -31,6 +31,8 @@ from __future__ import annotations
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 _BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _REEXEC_MARK = "CFMIMO_BENCH_REMOVED_ENV"
 
@@ -51,11 +53,9 @@ if __name__ == "__main__":
     # XLA's own thread pool are left at their defaults.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
     # one XLA host device per core (see the module docstring); a user's own count is kept
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
-        ).strip()
+    from cfmimo_jax.host_devices import expose_host_devices
+
+    expose_host_devices(os.cpu_count() or 1)
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
@@ -68,12 +68,9 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 from bench import numpy_ref  # noqa: E402
 

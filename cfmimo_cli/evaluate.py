@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from cfmimo_jax.host_devices import expose_host_devices
+
 from .config import validate_evaluate
 
 __all__ = ["evaluate", "format_table", "summarize"]
@@ -33,22 +35,6 @@ def _kernels():
     from cfmimo_jax import power, se, setup
 
     return setup.generate_setup, power.fractional_downlink, se.all_se
-
-
-HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-
-
-def expose_host_devices(n: int) -> None:
-    """Ask XLA for ``n`` host (CPU) devices, so ``devices=n`` can split the Monte-Carlo
-    realizations over the CPU's cores: appends ``--xla_force_host_platform_device_count=n`` to
-    ``XLA_FLAGS``. Only effective before JAX initialises its backends (the command calls it
-    first); a count the user already put in ``XLA_FLAGS`` is kept. Accelerators are unaffected
-    (``jax.devices()`` lists them first)."""
-    import os
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    if n > 1 and HOST_DEVICES_FLAG not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICES_FLAG}={n}".strip()
 
 
 def _build_step(config: dict[str, Any]):
@@ -180,7 +166,8 @@ def evaluate(
     table (default ``sys.stdout``; ``False`` prints nothing).
     """
     validate_evaluate(config)  # before any compute
-    expose_host_devices(config["devices"])  # before JAX initialises its backends
+    # on a CPU, n host devices for devices=n; before JAX initialises its backends
+    expose_host_devices(config["devices"])
     import jax
     from tqdm.auto import tqdm
 
