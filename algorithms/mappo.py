@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import optax
 
 from . import networks
+from .evaluation import evaluate_policies, evaluate_policy  # noqa: F401  (re-exported)
 from .gae import gae
 
 HPARAM_NAMES = (
@@ -164,6 +165,40 @@ class PPOConfig:
         return {
             n: jnp.asarray(overrides.get(n, getattr(self, n)), jnp.float32) for n in HPARAM_NAMES
         }
+
+
+# The keys a configuration sets (``algorithms.default_config("mappo")``); the algorithm presets
+# (``algorithms.preset``) set ``critic``, ``lagrangian``, ``single_agent`` and ``model``.
+DEFAULT_CONFIG = {
+    "n_envs": 16,  # parallel environments
+    "n_steps": 10,  # rollout steps per update
+    "n_updates": 60,  # PPO updates
+    "updates_per_chunk": 5,  # updates per jitted call (metrics, progress, checkpoints between)
+    "epochs": 4,
+    "n_minibatches": 4,
+    "hidden": 32,
+    "encoder": "gru",  # gru | mlp
+    "gnn_rounds": 2,  # attention message-passing rounds over the agent graph's edge types
+    "mat_blocks": 1,  # mat / mat_lagr: encoder and decoder blocks of the transformer
+    "mat_heads": 1,  # mat / mat_lagr: attention heads (must divide hidden)
+    "lr": 0.001,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+    "clip": 0.2,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "cost_limit": 0.1,  # d in the multiplier update
+    "lambda_lr": 0.1,  # eta of the projected multiplier step
+    "lambda_init": 1.0,
+    "cost_weight": 1.0,  # unconstrained presets learn r - cost_weight * c
+    "team_reward": False,  # every agent learns the mean signal over all agents
+    "pretrain_policy": None,  # imitation teacher: a heuristic's name (None: no imitation)
+    "pretrain_updates": 0,  # supervised steps before RL
+    "pretrain_lr": 0.003,
+    "pretrain_smoothing": 0.0,  # label smoothing of the imitation targets
+    "critic_warmup": 0,  # first PPO updates that train the value heads only
+}
 
 
 @functools.partial(jax.tree_util.register_dataclass)
@@ -425,7 +460,7 @@ class Trainer:
 
         def body(carry, k):
             p, opt_state, env_state, obs = carry
-            target = teacher(obs).astype(jnp.int32)
+            target = teacher(obs, env_state).astype(jnp.int32)
             (loss, acc), g = jax.value_and_grad(ce, has_aux=True)(p, obs, target)
             upd, opt_state = opt.update(g, opt_state, p)
             p = optax.apply_updates(p, upd)
@@ -616,6 +651,10 @@ class Trainer:
         """``updates_per_chunk`` PPO updates: ``-> (state, metrics)``, metrics ``[chunk]`` each."""
         return jax.lax.scan(self._update_step, rs, None, length=self.config.updates_per_chunk)
 
+    def summary(self, rs: RunnerState) -> dict:
+        """Scalars of a final state worth reporting (the Lagrange multiplier)."""
+        return {"final_lagrange": float(rs.lagrange)}
+
     def train(self, key, hparams: dict | None = None):
         """All ``n_updates`` updates from ``key``: ``-> (state, metrics[n_updates])``. One
         jittable function of the key (and hyper-parameters): ``jax.vmap`` it over seeds."""
@@ -641,57 +680,3 @@ def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:
     if isinstance(config, dict):
         config = PPOConfig.from_dict(config)
     return Trainer(config, env, env_params)
-
-
-def evaluate_policy(env, env_params, policy, key, n_envs: int, n_steps: int):
-    """Run ``policy(obs[n_envs, A, ...], key) -> actions`` for ``n_steps`` steps on ``n_envs``
-    environments (the same episodes for every policy given the same key). Returns the per-step
-    means of every scalar ``info`` metric and of reward and cost, each ``[n_steps]``."""
-    k_reset, k_run = jax.random.split(_raw_key(key))
-    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, n_envs), env_params)
-
-    def step(carry, key):
-        obs, state = carry
-        k_pol, k_env = jax.random.split(key)
-        a = policy(obs, k_pol)
-        obs, state, reward, done, info = env.step_batch(
-            jax.random.split(k_env, n_envs), state, a, env_params
-        )
-        out = {
-            k: jnp.mean(v)
-            for k, v in info.items()
-            if k not in ("final_obs", "terminated", "truncated") and v.shape == (n_envs,)
-        }
-        out["reward"] = jnp.mean(reward)
-        if "cost" in info:
-            out["cost"] = jnp.mean(info["cost"])
-        return (obs, state), out
-
-    _, out = jax.lax.scan(step, (obs, state), jax.random.split(k_run, n_steps))
-    return out
-
-
-def evaluate_policies(env, env_params, policies, key, n_envs: int, n_steps: int):
-    """``evaluate_policy`` for several policies at once, in one compiled program.
-
-    ``policies``: a sequence of ``policy(obs[n_envs, A, ...], key) -> actions[n_envs, A]``
-    (int32, same shapes). A ``lax.map`` over the policy index runs the same episodes (same
-    ``key``) for each, choosing the policy with ``lax.switch``, so the environment is traced
-    and compiled once instead of once per policy. Returns the metrics of ``evaluate_policy``,
-    each ``[n_policies, n_steps]``; row ``i`` equals ``evaluate_policy(..., policies[i], ...)``.
-    """
-    policies = list(policies)
-    if not policies:
-        raise ValueError("policies must hold at least one policy")
-
-    def one(i):
-        return evaluate_policy(
-            env,
-            env_params,
-            lambda obs, k: jax.lax.switch(i, policies, obs, k),
-            key,
-            n_envs,
-            n_steps,
-        )
-
-    return jax.lax.map(one, jnp.arange(len(policies)))

@@ -92,14 +92,24 @@ class MLP(nnx.Module):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """``dropout_key`` given: inverted dropout of rate ``dropout_rate`` after every hidden
+        activation (Srivastava et al. 2014; kept units scaled by ``1 / (1 - rate)``)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"MLP expects {self.in_features} input features, got {x.shape}")
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must lie in [0, 1), got {dropout_rate}")
         n = len(self.layers)
         for i, layer in enumerate(self.layers):  # a loop over layers, not over data
             x = layer(x)
             if i < n - 1:
                 x = self.activation(x)
+                if dropout_key is not None and dropout_rate > 0.0:
+                    dropout_key, k = jax.random.split(dropout_key)
+                    keep = jax.random.bernoulli(k, 1.0 - dropout_rate, x.shape)
+                    x = jnp.where(keep, x / (1.0 - dropout_rate), 0.0)
         return x
 
 

@@ -85,7 +85,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str, source:
         else:
             if isinstance(value, Mapping):
                 raise ConfigError(f"{source}: {dotted!r} takes a single value, not a mapping")
-            if isinstance(value, list) and not isinstance(base[key], list):
+            if isinstance(value, list) and not (isinstance(base[key], list) or base[key] is None):
                 raise ConfigError(f"{source}: {dotted!r} takes a single value, not a list")
             base[key] = value
 
@@ -133,16 +133,65 @@ def load_config(
     Starts from the embedded default, merges the YAML file ``path`` (if given; it may set any
     subset of the default's keys), then the ``key=value`` ``overrides``, and validates.
     """
-    config = load_default(command)
+    file_data = None
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"configuration file {str(path)!r} does not exist")
-        _merge(config, _parse_mapping(path.read_text(encoding="utf-8"), str(path)), "", str(path))
+        file_data = _parse_mapping(path.read_text(encoding="utf-8"), str(path))
+    config = train_schema(file_data, overrides) if command == "train" else load_default(command)
+    if file_data is not None:
+        _merge(config, file_data, "", str(path))
     config = apply_overrides(config, overrides)
     if command == "evaluate":
         validate_evaluate(config)
     return config
+
+
+def train_schema(file_data: Mapping[str, Any] | None, overrides: Iterable[str]) -> dict[str, Any]:
+    """The defaults (and so the schema) of a ``train`` configuration.
+
+    ``scenario`` and ``algorithm`` are read first (an override wins over the file, the file over
+    the embedded default). The ``env`` section is the scenario's default configuration
+    (``cfmimo_jax.envs.default_config``), the ``trainer`` section the algorithm's
+    (``algorithms.default_config``); the embedded default's own ``env`` / ``trainer`` values (the
+    main job) are laid over them when its scenario (and, for ``trainer``, its scenario and the
+    algorithm's trainer module) is the one chosen.
+    """
+    import algorithms
+    from cfmimo_jax import envs
+
+    embedded = load_default("train")
+    chosen = {"scenario": embedded["scenario"], "algorithm": embedded["algorithm"]}
+    for name in chosen:
+        if file_data is not None and name in file_data:
+            chosen[name] = file_data[name]
+    for text in overrides:
+        parts, value = parse_override(text)
+        if len(parts) == 1 and parts[0] in chosen:
+            chosen[parts[0]] = value
+    if chosen["scenario"] not in envs.names():
+        raise ConfigError(f"scenario must be one of {envs.names()}, got {chosen['scenario']!r}")
+    if chosen["algorithm"] not in algorithms.names():
+        raise ConfigError(
+            f"algorithm must be one of {algorithms.names()}, got {chosen['algorithm']!r}"
+        )
+    config = {k: v for k, v in embedded.items() if k not in ("env", "trainer")}
+    config.update(chosen)
+    config["env"] = envs.default_config(chosen["scenario"])
+    config["trainer"] = algorithms.default_config(chosen["algorithm"])
+    if chosen["scenario"] == embedded["scenario"]:
+        _merge(config["env"], embedded["env"], "env.", "embedded default for 'train'")
+        same_module = algorithms.module_of(chosen["algorithm"]) == algorithms.module_of(
+            embedded["algorithm"]
+        )
+        if same_module:
+            _merge(config["trainer"], embedded["trainer"], "trainer.", "embedded default")
+    # the section order of the embedded default
+    order = list(embedded)
+    return {k: config[k] for k in order if k in config} | {
+        k: v for k, v in config.items() if k not in order
+    }
 
 
 # --------------------------------------------------------------------------------------------

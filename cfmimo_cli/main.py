@@ -3,7 +3,7 @@
 Subcommands:
   evaluate   uplink/downlink SE of every scheme over random network setups, or (``--run DIR``)
              a training run's checkpoint against the heuristic baselines
-  train      multi-agent RL training (MAPPO / IPPO, optionally Lagrangian)
+  train      multi-agent RL training of any registered algorithm on any registered scenario
   reproduce  reproduce a paper's comparison and figures (``aps-gnn``: seed 003)
   bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
 """
@@ -81,6 +81,11 @@ def _evaluate(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
+    if ns.list:
+        from .train import list_registry
+
+        print(list_registry())
+        return 0
     config_path, overrides = _split_evaluate_args(ns.items)
     config = load_config(config_path, overrides, command="train")
     from .train import train, validate_train
@@ -162,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train",
-        help="train multi-agent RL (MAPPO/IPPO, optionally Lagrangian) on a scenario",
+        help="train multi-agent RL (scenario=NAME algorithm=NAME; --list names them)",
         description=(
-            "Train a multi-agent policy. With no CONFIG the embedded default (a short MAPPO "
-            "run on the medium AP-selection scenario of seed 003) is used; key=value "
-            "overrides (dotted keys, e.g. trainer.n_updates=100) are applied on top."
+            "Train a multi-agent policy. With no CONFIG the embedded default (a short "
+            "MAPPO-Lagrangian run on the medium AP-selection scenario, APS-GNN) is used; "
+            "scenario=NAME and algorithm=NAME choose others (each then starts from its own "
+            "defaults); key=value overrides (dotted keys, e.g. trainer.n_updates=100) are "
+            "applied on top."
         ),
     )
     tr.add_argument("items", nargs="*", metavar="[CONFIG] [key=value ...]")
@@ -176,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--print-config", action="store_true", help="print the configuration")
+    tr.add_argument(
+        "--list",
+        action="store_true",
+        help="list the scenarios (with their heuristics) and algorithms, and exit",
+    )
     tr.set_defaults(func=_train)
 
     rp = sub.add_parser(

@@ -125,6 +125,13 @@ def _with_defaults(cfg: Any) -> Any:
             )
         return out
 
+    cfg = dict(cfg)
+    ev = cfg.get("eval")
+    if isinstance(ev, dict) and "k_strongest" in ev:  # runs made before eval.heuristics
+        ev = dict(ev)
+        ks = ev.pop("k_strongest")
+        ev["heuristics"] = [f"{k}-strongest" for k in ks] + ["all-on"]
+        cfg["eval"] = ev
     return merge(load_default("train"), cfg)
 
 
@@ -146,7 +153,7 @@ def _latency(trainer, params, env, env_params, repeats: int) -> dict[str, float]
     obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
     pols = {
         "learned": lambda o: trainer.act(params, o),
-        "k-strongest": lambda o: env.heuristics()["1-strongest"](o),
+        "k-strongest": lambda o: env.heuristics()["1-strongest"](o, None),
     }
     return {name: time_jitted(f, obs, repeats)[0] for name, f in pols.items()}
 

@@ -24,28 +24,17 @@ import yaml
 
 from .config import ConfigError
 
-ALGORITHMS = {
-    "mappo": dict(critic="central", lagrangian=False),
-    "ippo": dict(critic="local", lagrangian=False),
-    "mappo_lagr": dict(critic="central", lagrangian=True),
-    "ippo_lagr": dict(critic="local", lagrangian=True),
-    # seed 003's single-agent baselines: one agent over the whole association matrix
-    "ppo_lagr": dict(critic="central", lagrangian=True, single_agent=True),
-    "ppo": dict(critic="central", lagrangian=False, single_agent=True),
-    # seed 003's MAT-Lagr baseline: Multi-Agent Transformer, autoregressive over the agents
-    "mat_lagr": dict(critic="central", lagrangian=True, model="mat"),
-    "mat": dict(critic="central", lagrangian=False, model="mat"),
-}
-SCENARIOS = ("ap_selection",)
-
 
 def validate_train(config: dict[str, Any]) -> None:
     """Check a train configuration before any compute (``ConfigError`` names the key)."""
-    if config["scenario"] not in SCENARIOS:
-        raise ConfigError(f"scenario must be one of {SCENARIOS}, got {config['scenario']!r}")
-    if config["algorithm"] not in ALGORITHMS:
+    import algorithms
+    from cfmimo_jax import envs
+
+    if config["scenario"] not in envs.names():
+        raise ConfigError(f"scenario must be one of {envs.names()}, got {config['scenario']!r}")
+    if config["algorithm"] not in algorithms.names():
         raise ConfigError(
-            f"algorithm must be one of {sorted(ALGORITHMS)}, got {config['algorithm']!r}"
+            f"algorithm must be one of {algorithms.names()}, got {config['algorithm']!r}"
         )
     if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
         raise ConfigError(f"seed must be an integer, got {config['seed']!r}")
@@ -56,40 +45,46 @@ def validate_train(config: dict[str, Any]) -> None:
         v = config["eval"][name]
         if not isinstance(v, int) or v < 1:
             raise ConfigError(f"eval.{name} must be a positive integer, got {v!r}")
-    ks = config["eval"]["k_strongest"]
-    if not isinstance(ks, list) or not all(isinstance(k, int) and k >= 1 for k in ks):
-        raise ConfigError(f"eval.k_strongest must be a list of positive integers, got {ks!r}")
     try:
-        build(config)
+        env, _, _ = build(config)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    hs = config["eval"]["heuristics"]
+    known = env.heuristics()
+    if hs is not None and (
+        not isinstance(hs, list) or not all(isinstance(h, str) and h in known for h in hs)
+    ):
+        raise ConfigError(
+            f"eval.heuristics must be null or a list of the scenario's heuristics "
+            f"({', '.join(known) or 'none'}), got {hs!r}"
+        )
 
 
 def build(config: dict[str, Any]):
-    """``(env, env_params, trainer)`` of a configuration."""
-    from algorithms.mappo import make_train
-    from cfmimo_jax.envs import ap_selection
+    """``(env, env_params, trainer)`` of a configuration (through the two registries)."""
+    import algorithms
+    from cfmimo_jax import envs
 
-    env, params = ap_selection.make(dict(config["env"]))
-    tcfg = dict(config["trainer"], **ALGORITHMS[config["algorithm"]])
-    return env, params, make_train(tcfg, env, params)
+    env, params = envs.make(config["scenario"], dict(config["env"]))
+    return env, params, algorithms.make_train(config["algorithm"], config["trainer"], env, params)
+
+
+def heuristic_names(config, env) -> list[str]:
+    """The heuristics an evaluation compares against (``eval.heuristics`` or the scenario's
+    default list)."""
+    hs = config["eval"]["heuristics"]
+    return list(env.default_heuristics if hs is None else hs)
 
 
 def _policies(config, env, trainer):
-    """Evaluation policies ``name -> policy(obs, key, params)``."""
-    import jax.numpy as jnp
-
-    from cfmimo_jax.envs import ap_selection
-
-    L, K = env.L, env.K
+    """Evaluation policies ``name -> policy(obs, key, state, params)``: the heuristics, then the
+    learned policy greedy and sampled."""
+    heur = env.heuristics()
     pols = {}
-    for k in config["eval"]["k_strongest"]:
-        if k <= L:
-            pols[f"{k}-strongest"] = lambda obs, key, p, k=k: ap_selection.k_strongest(obs, L, K, k)
-    pols["all-on"] = lambda obs, key, p: ap_selection.all_on(obs)
-    pols["learned (greedy)"] = lambda obs, key, p: trainer.act(p, obs)
-    pols["learned (sampled)"] = lambda obs, key, p: trainer.act(p, obs, key)
-    del jnp
+    for name in heuristic_names(config, env):
+        pols[name] = lambda obs, key, s, p, h=heur[name]: h(obs, s)
+    pols["learned (greedy)"] = lambda obs, key, s, p: trainer.act(p, obs)
+    pols["learned (sampled)"] = lambda obs, key, s, p: trainer.act(p, obs, key)
     return pols
 
 
@@ -97,7 +92,7 @@ def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str
     """Learned policy and heuristics on the same episodes: mean of each metric per policy."""
     import jax
 
-    from algorithms.mappo import evaluate_policies
+    from algorithms.evaluation import evaluate_policies
 
     key = jax.random.PRNGKey(config["seed"] + 1_000_003)
     ev = config["eval"]
@@ -107,7 +102,7 @@ def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str
         lambda key, p: evaluate_policies(
             env,
             env_params,
-            [lambda o, kk, pol=pol: pol(o, kk, p) for pol in pols.values()],
+            [lambda o, kk, s, pol=pol: pol(o, kk, s, p) for pol in pols.values()],
             key,
             ev["n_envs"],
             ev["n_steps"],
@@ -121,6 +116,24 @@ def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str
             k: float(1.96 * np.std(v[i]) / math.sqrt(v.shape[1])) for k, v in res.items()
         }
     return out
+
+
+def list_registry() -> str:
+    """``cfmimo train --list``: scenarios with their heuristics, and algorithms."""
+    import algorithms
+    from cfmimo_jax import envs
+
+    lines = ["scenarios (scenario=NAME):"]
+    for name in envs.names():
+        env, _ = envs.make(name)
+        lines.append(f"  {name}: {type(env).__name__}, {env.n_agents} agents (default config)")
+        lines.append(f"    action space per agent: {env.action_space}")
+        lines.append(f"    heuristics: {', '.join(env.heuristics()) or 'none'}")
+    lines.append("algorithms (algorithm=NAME):")
+    for name in algorithms.names():
+        sw = ", ".join(f"{k}={v}" for k, v in algorithms.preset(name).items())
+        lines.append(f"  {name}: {algorithms.module_of(name)}" + (f" ({sw})" if sw else ""))
+    return "\n".join(lines)
 
 
 def _checkpointer():
@@ -207,6 +220,7 @@ def train(
                 f"{pretrain['final_accuracy']:.3f} (loss {pretrain['final_loss']:.3f})",
                 file=stream,
             )
+    shown = tuple(getattr(env, "progress_metrics", ()))
     manager = _manager(out_dir)
     metrics_path = out_dir / "metrics.jsonl"
     start_chunk = 0
@@ -242,11 +256,9 @@ def train(
                 row.update({k: float(v[i]) for k, v in m.items()})
                 f.write(json.dumps(row) + "\n")
         bar.update(tc.updates_per_chunk)
-        bar.set_postfix(
-            ret=f"{float(m['episode_return'][-1]):.2f}",
-            se=f"{float(m.get('mean_se', [math.nan])[-1]):.2f}",
-            aps=f"{float(m.get('active_aps', [math.nan])[-1]):.1f}",
-        )
+        post = {"ret": f"{float(m['episode_return'][-1]):.2f}"}
+        post.update({k: f"{float(m[k][-1]):.2f}" for k in shown if k in m})
+        bar.set_postfix(post)
 
     stopped = False
     for chunk in range(start_chunk, n_chunks):
@@ -280,7 +292,7 @@ def train(
         "config": config,
         "train_wall_s": train_s,
         "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
-        "final_lagrange": float(state.lagrange),
+        **(trainer.summary(state) if hasattr(trainer, "summary") else {}),
         "pretrain": pretrain,
         "evaluation": results,
         "outputs": ["config.yaml", "metrics.jsonl", "checkpoints/", "summary.json"]
@@ -288,21 +300,28 @@ def train(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if stream is not False:
-        print(format_eval_table(results), file=stream)
+        print(format_eval_table(results, _columns(env, results)), file=stream)
     summary["state"] = state
     return summary
 
 
 def _title(config):
-    e = config["env"]
-    return (
-        f"{config['algorithm']} - AP selection {e['n_aps']}x{e['n_ues']} "
-        f"{e['mobility']}, SE target {e['se_target']}"
-    )
+    env = ", ".join(f"{k}={v}" for k, v in config["env"].items())
+    return f"{config['algorithm']} on {config['scenario']} ({env})"
 
 
-def format_eval_table(results: dict[str, dict[str, Any]]) -> str:
-    cols = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
+def _columns(env, results) -> tuple:
+    """The evaluation table's columns: the scenario's ``eval_metrics`` (else every metric)."""
+    cols = tuple(getattr(env, "eval_metrics", ()))
+    if not cols and results:
+        first = next(iter(results.values()))
+        cols = tuple(k for k in first if k != "ci95")
+    return cols
+
+
+def format_eval_table(results: dict[str, dict[str, Any]], cols=None) -> str:
+    if cols is None:
+        cols = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
     head = f"{'policy':<20}" + "".join(f"{c:>13}" for c in cols)
     lines = [head, "-" * len(head)]
     for name, r in results.items():
@@ -324,12 +343,12 @@ def evaluate_checkpoint(run_dir: str | Path, stream=None) -> dict[str, Any]:
     manager = _manager(run_dir)
     if manager.latest_step() is None:
         raise ConfigError(f"{run_dir}/checkpoints holds no checkpoint")
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(config["seed"]))
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(config["seed"]))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     step, state = _restore(manager, abstract)
     results = evaluate_run(config, state.params, env, env_params, trainer)
     out = {"checkpoint_chunk": step, "evaluation": results}
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     if stream is not False:
-        print(format_eval_table(results), file=stream)
+        print(format_eval_table(results, _columns(env, results)), file=stream)
     return out

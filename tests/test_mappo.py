@@ -91,7 +91,7 @@ def test_evaluate_policies_equals_one_policy_at_a_time(env_params):
     test_resume_gives_same_parameters)."""
     env, params = env_params
     heur = env.heuristics()
-    pols = [lambda o, k: heur["1-strongest"](o), lambda o, k: heur["all-on"](o)]
+    pols = [lambda o, k, s: heur["1-strongest"](o, s), lambda o, k, s: heur["all-on"](o, s)]
     key = jax.random.PRNGKey(5)
     both = jax.jit(lambda k: evaluate_policies(env, params, pols, k, 4, 3))(key)
     assert both["reward"].shape == (2, 3)
@@ -156,7 +156,7 @@ def test_short_training_improves_return(env_params):
     rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0))
 
     def score(p):
-        pol = lambda o, k: tr.act(p, o, k)  # noqa: E731
+        pol = lambda o, k, s: tr.act(p, o, k)  # noqa: E731
         out = jax.jit(lambda k: evaluate_policy(env, params, pol, k, 64, 8))(jax.random.PRNGKey(42))
         return float(np.mean(out["reward"]) - np.mean(out["cost"]))
 
@@ -169,7 +169,7 @@ def _cli_config():
     cfg["env"].update(ENV)
     cfg["trainer"].update(TRAINER)
     cfg["trainer"].update(pretrain_policy="2-strongest", pretrain_updates=3)
-    cfg["eval"].update(n_envs=4, n_steps=2, k_strongest=[1])
+    cfg["eval"].update(n_envs=4, n_steps=2, heuristics=["1-strongest", "all-on"])
     cfg["checkpoint_every"] = 1
     return cfg
 

@@ -36,7 +36,7 @@ def _config():
     )
     cfg["sizes"]["medium"] = dict(TINY)
     cfg["budget"]["medium"] = dict(BUDGET)
-    cfg["eval"].update(n_envs=4, n_steps=2, k_strongest=[1, 2])
+    cfg["eval"].update(n_envs=4, n_steps=2, heuristics=["1-strongest", "2-strongest", "all-on"])
     return cfg
 
 
@@ -103,7 +103,7 @@ def test_aggregate_means_and_intervals_over_seeds():
 
 def test_reproduce_tiny_sweep(tmp_path, monkeypatch):
     cfg = dict(_config(), seeds=[0], methods=["aps_gnn"])  # several: test_aggregate_...
-    cfg["eval"]["k_strongest"] = [1]
+    cfg["eval"]["heuristics"] = ["1-strongest", "all-on"]
     res = rp.reproduce(cfg, tmp_path, progress=False)
     for f in ("comparison.csv", "comparison.json", "comparison.md", "latency.csv"):
         assert (tmp_path / f).is_file()

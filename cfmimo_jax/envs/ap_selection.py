@@ -51,6 +51,7 @@ from ..fastmath import db_to_amplitude, sincos
 from ..geometry import Waypoints, uniform_disc, waypoint_init, waypoint_step
 from ..pathloss import evaluate_shadowing, shadowing_field, uma_los_pathloss_db
 from ..power import ap_power_consumption
+from . import spaces
 from .base import AgentGraph, MultiAgentEnv
 
 KMH = 1.0 / 3.6  # m/s per km/h
@@ -177,9 +178,15 @@ def channels(params: APSelectionParams, ap_pos, ue_pos, field):
 
 
 class APSelection(MultiAgentEnv):
-    """The AP-selection environment (module docstring). Static sizes in the constructor."""
+    """The AP-selection environment (module docstring). Static sizes in the constructor.
 
-    n_actions = 2
+    Spaces: per agent ``observation_space = Box(-inf, inf, (history, 1))``, ``action_space =
+    Discrete(2)``; ``global_state(state) = hist[L, K, history]`` (every pair's magnitudes).
+    """
+
+    action_space = spaces.Discrete(2)
+    eval_metrics = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
+    progress_metrics = ("mean_se", "active_aps")
 
     def __init__(
         self,
@@ -202,7 +209,8 @@ class APSelection(MultiAgentEnv):
                 "(the observation is the last slots of the window just played)"
             )
         self.n_agents = self.L * self.K
-        self.obs_shape = (self.history, 1)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (self.history, 1))
+        self.global_state_space = spaces.Box(-np.inf, np.inf, (self.L, self.K, self.history))
         self._graph = self._build_graph()
 
     # ---- static structure -------------------------------------------------------------
@@ -234,15 +242,29 @@ class APSelection(MultiAgentEnv):
         """Same-AP (type 0) and same-UE (type 1) edges between the ``L K`` pair agents."""
         return self._graph
 
+    def global_state(self, state: APSelectionState):
+        """Every pair's normalised magnitude history, ``[L, K, history]``."""
+        return state.hist
+
     def heuristics(self) -> dict:
-        """``"k-strongest"`` for ``k = 1..min(L, 8)`` and ``"all-on"`` (module functions)."""
+        """``"k-strongest"`` for ``k = 1..min(L, 8)`` and ``"all-on"`` (module functions; they
+        read the observation only): ``policy(obs, state) -> actions``."""
         L, K = self.L, self.K
+
+        def from_obs(fn):
+            return lambda obs, state=None: fn(obs)
+
         pols = {
-            f"{k}-strongest": functools.partial(k_strongest, n_aps=L, n_ues=K, k=k)
+            f"{k}-strongest": from_obs(functools.partial(k_strongest, n_aps=L, n_ues=K, k=k))
             for k in range(1, min(L, 8) + 1)
         }
-        pols["all-on"] = all_on
+        pols["all-on"] = from_obs(all_on)
         return pols
+
+    @property
+    def default_heuristics(self) -> tuple:
+        """1- to 4-strongest (those within ``L``) and all-on."""
+        return tuple(f"{k}-strongest" for k in range(1, min(self.L, 4) + 1)) + ("all-on",)
 
     def default_params(self, **overrides) -> APSelectionParams:
         return APSelectionParams(**overrides)
@@ -360,23 +382,41 @@ def all_on(obs):
     return jnp.ones(obs.shape[:-2], jnp.int32)
 
 
+# Documented default configuration (``cfmimo_jax.envs.make("ap_selection", config)``); the
+# medium network of seed 003 with pedestrian UEs. Any ``APSelectionParams`` field may be added.
+DEFAULT_CONFIG = {
+    "n_aps": 20,  # APs L (seed 003 medium: 20 x 6; large: 64 x 16)
+    "n_ues": 6,  # UEs K
+    "window_slots": 10,  # T_w: slots of 50 ms per selection window (one environment step)
+    "n_windows": 10,  # windows per episode (then truncated)
+    "history": 10,  # slots of channel-magnitude history per agent observation
+    "mobility": "pedestrian",  # pedestrian | vehicular (speed class of the random waypoint)
+    "se_target": 2.0,  # bit/s/Hz per UE (window average): the cost's threshold
+    "radius_m": 500.0,  # disc radius
+}
+_SIZES = ("n_aps", "n_ues", "window_slots", "n_windows", "history", "shadow_terms")
+
+
 def make(config: dict | None = None):
-    """``(env, params)`` from a config dict: sizes (``n_aps``, ``n_ues``, ``window_slots``,
-    ``n_windows``, ``history``, ``shadow_terms``), ``mobility`` (``"pedestrian"`` or
-    ``"vehicular"``) and any ``APSelectionParams`` field."""
+    """``(env, params)`` from a config dict over ``DEFAULT_CONFIG``: sizes (``n_aps``,
+    ``n_ues``, ``window_slots``, ``n_windows``, ``history``, ``shadow_terms``), ``mobility``
+    (``"pedestrian"`` or ``"vehicular"``) and any ``APSelectionParams`` field."""
+    fields = {f.name for f in dataclasses.fields(APSelectionParams)}
     config = dict(config or {})
-    sizes = {
-        k: config.pop(k)
-        for k in ("n_aps", "n_ues", "window_slots", "n_windows", "history", "shadow_terms")
-        if k in config
-    }
-    mobility = config.pop("mobility", "pedestrian")
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG) - fields - set(_SIZES))
+    if unknown:
+        raise ValueError(
+            f"unknown AP-selection parameters: {unknown} (known: sizes {list(_SIZES)}, "
+            f"mobility, and the APSelectionParams fields {sorted(fields)})"
+        )
+    config = {**DEFAULT_CONFIG, **config}
+    sizes = {k: config.pop(k) for k in _SIZES if k in config}
+    mobility = config.pop("mobility")
     if mobility not in ("pedestrian", "vehicular"):
         raise ValueError(f"mobility must be 'pedestrian' or 'vehicular', got {mobility!r}")
-    fields = {f.name for f in dataclasses.fields(APSelectionParams)}
-    unknown = set(config) - fields
-    if unknown:
-        raise ValueError(f"unknown AP-selection parameters: {sorted(unknown)}")
+    for k, v in config.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{k} must be a number, got {v!r}")
     speeds = PEDESTRIAN if mobility == "pedestrian" else VEHICULAR
     env = APSelection(**sizes)
     params = APSelectionParams(**{**speeds, **{k: float(v) for k, v in config.items()}})

@@ -1,21 +1,31 @@
-"""The multi-agent environment interface (SPEC section 3).
+"""The multi-agent environment interface.
 
 Functional, in the style of gymnax / JaxMARL, with the agent axis as an array axis:
 
 * ``reset(key, params) -> (obs, state)``
 * ``step(key, state, actions, params) -> (obs, state, reward, done, info)``
 
-``obs[n_agents, *obs_shape]``, ``actions[n_agents]`` (int32), ``reward[n_agents]``; ``done`` is
-one bool per environment (all agents of a network end an episode together). ``step`` resets
-automatically: when ``done``, the returned ``obs``/``state`` are those of a fresh episode and
-``info["final_obs"]`` holds the last observation of the finished one; ``info["terminated"]`` and
-``info["truncated"]`` are kept apart (a trainer bootstraps the value of ``final_obs`` after a
-truncation, never after a termination). ``state`` is an immutable pytree dataclass and ``params``
-a pytree of scalars (static shapes), so ``jax.vmap`` runs thousands of environments, or sweeps
-over parameters, with one compiled program. ``step_batch`` is ``jax.vmap(step)`` over a leading
-environment axis (same keys, same results) that computes the resets only on the steps where some
-environment of the batch ends its episode (one ``lax.cond`` for the batch, instead of a reset
-per environment per step that ``where`` then discards).
+``obs[n_agents, *obs_shape]``, ``actions`` a pytree of arrays matching the per-agent
+``action_space`` with the agent axis first (``actions[n_agents]`` int32 for a ``Discrete``
+space, ``actions[n_agents, n]`` for ``Box(low, high, (n,))``, a dict of such for composite
+actions), ``reward[n_agents]``; ``done`` is one bool per environment (all agents of a network
+end an episode together). ``step`` resets automatically: when ``done``, the returned
+``obs``/``state`` are those of a fresh episode and ``info["final_obs"]`` holds the last
+observation of the finished one; ``info["terminated"]`` and ``info["truncated"]`` are kept apart
+(a trainer bootstraps the value of ``final_obs`` after a truncation, never after a termination).
+``state`` is an immutable pytree dataclass and ``params`` a pytree of scalars (static shapes),
+so ``jax.vmap`` runs thousands of environments, or sweeps over parameters, with one compiled
+program. ``step_batch`` is ``jax.vmap(step)`` over a leading environment axis (same keys, same
+results) that computes the resets only on the steps where some environment of the batch ends its
+episode (one ``lax.cond`` for the batch, instead of a reset per environment per step that
+``where`` then discards).
+
+Every environment declares per-agent ``observation_space`` and ``action_space``
+(``cfmimo_jax.envs.spaces``), optionally ``global_state(state)`` with its ``global_state_space``
+for centralised critics (``info["final_global_state"]`` then carries the global state of the
+finished episode's last state, next to ``final_obs``), and its baseline policies in
+``heuristics()``: ``name -> policy(obs, state) -> actions``; a heuristic may read the true
+``state`` (oracle baselines such as an optimiser of the powers), learned policies only ``obs``.
 
 Agents exchange messages over a static graph (``AgentGraph``): fixed-size sender/receiver
 arrays with edge types and masks, the same for every environment of a kind.
@@ -29,6 +39,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from . import spaces as S
 
 
 @functools.partial(jax.tree_util.register_dataclass)
@@ -74,12 +86,29 @@ class AgentGraph:
 class MultiAgentEnv:
     """Base class: subclasses implement ``reset_env`` and ``step_env`` (no auto-reset).
 
-    Class attributes set by subclasses: ``n_agents``, ``obs_shape`` (per agent), ``n_actions``.
+    Attributes set by subclasses: ``n_agents``, ``observation_space`` and ``action_space``
+    (per agent; a pytree of spaces for composite actions), optionally ``global_state_space``.
+    ``obs_shape`` and, for a ``Discrete`` action space, ``n_actions`` are derived from them.
     """
 
     n_agents: int
-    obs_shape: tuple
-    n_actions: int
+    observation_space: S.Space
+    action_space: object
+    global_state_space: S.Space | None = None
+
+    @property
+    def obs_shape(self) -> tuple:
+        """Shape of one agent's observation."""
+        return tuple(self.observation_space.shape)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions of a ``Discrete`` per-agent action space."""
+        if not isinstance(self.action_space, S.Discrete):
+            raise AttributeError(
+                f"n_actions is defined for a Discrete action space, this one is {self.action_space}"
+            )
+        return int(self.action_space.n)
 
     def default_params(self):
         raise NotImplementedError
@@ -92,15 +121,33 @@ class MultiAgentEnv:
         """``-> (obs, state, reward[n_agents], terminated, truncated, info)``; no reset."""
         raise NotImplementedError
 
+    def global_state(self, state):
+        """The state a centralised critic sees, ``[*global_state_space.shape]`` (``None`` when
+        the environment defines none: critics then take the joint observation)."""
+        return None
+
     def graph(self) -> AgentGraph:
         """The agents' communication graph (default: no edges)."""
         z = jnp.zeros((0,), jnp.int32)
         return AgentGraph(z, z, z, jnp.zeros((0,), bool), jnp.ones((self.n_agents,), bool))
 
     def heuristics(self) -> dict:
-        """The scenario's baseline policies, ``name -> policy(obs[..., n_agents, ...]) ->
-        actions[..., n_agents]`` (run through the same ``step``; also imitation teachers)."""
+        """The scenario's baseline policies, ``name -> policy(obs[..., n_agents, ...], state)
+        -> actions`` with the leading axes of ``obs`` (run through the same ``step``; also
+        imitation teachers). ``state`` is the environment state (same leading axes)."""
         return {}
+
+    @property
+    def default_heuristics(self) -> tuple:
+        """Names of the heuristics that an evaluation compares against by default (all)."""
+        return tuple(self.heuristics())
+
+    def _final_info(self, info, obs_st, st_st, terminated, truncated, batched: bool):
+        info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
+        if self.global_state_space is not None:
+            gs = jax.vmap(self.global_state)(st_st) if batched else self.global_state(st_st)
+            info["final_global_state"] = gs
+        return info
 
     def reset(self, key, params=None):
         """Start an episode: ``-> (obs, state)``."""
@@ -110,11 +157,8 @@ class MultiAgentEnv:
     def step(self, key, state, actions, params=None):
         """One step with auto-reset: ``-> (obs, state, reward, done, info)`` (see module doc)."""
         params = self.default_params() if params is None else params
-        actions = jnp.asarray(actions)
-        if actions.shape[-1:] != (self.n_agents,):
-            raise ValueError(
-                f"actions must have shape [n_agents={self.n_agents}], got {actions.shape}"
-            )
+        actions = jax.tree.map(jnp.asarray, actions)
+        S.check_actions(self.action_space, actions, self.n_agents)
         k_step, k_reset = jax.random.split(key)
         obs_st, st_st, reward, terminated, truncated, info = self.step_env(
             k_step, state, actions, params
@@ -122,14 +166,15 @@ class MultiAgentEnv:
         obs_re, st_re = self.reset_env(k_reset, params)
         done = jnp.logical_or(terminated, truncated)
         state = jax.tree.map(lambda a, b: jnp.where(done, a, b), st_re, st_st)
-        obs = jnp.where(done, obs_re, obs_st)
-        info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
+        obs = jax.tree.map(lambda a, b: jnp.where(done, a, b), obs_re, obs_st)
+        info = self._final_info(info, obs_st, st_st, terminated, truncated, batched=False)
         return obs, state, reward, done, info
 
     def step_batch(self, keys, states, actions, params=None):
         """``jax.vmap(step, (0, 0, 0, None))`` with the reset work skipped where possible.
 
-        ``keys[B]``, ``states`` with leading axis ``B``, ``actions[B, n_agents]``, one shared
+        ``keys[B]``, ``states`` with leading axis ``B``, ``actions`` with leading axes
+        ``[B, n_agents]`` (every leaf of the action pytree), one shared
         ``params``: ``-> (obs[B, ...], states, reward[B, n_agents], done[B], info)``, equal to
         the vmapped ``step`` with the same keys. The resets of the whole batch run under one
         ``lax.cond(any(done))``, so a batch whose episodes end together (fixed-length episodes
@@ -137,11 +182,8 @@ class MultiAgentEnv:
         outer ``vmap`` (e.g. over seeds) the ``cond`` becomes a select and both branches run.
         """
         params = self.default_params() if params is None else params
-        actions = jnp.asarray(actions)
-        if actions.shape[-1:] != (self.n_agents,):
-            raise ValueError(
-                f"actions must have shape [B, n_agents={self.n_agents}], got {actions.shape}"
-            )
+        actions = jax.tree.map(jnp.asarray, actions)
+        S.check_actions(self.action_space, actions, self.n_agents, batch_ndim=1)
         split = jax.vmap(jax.random.split)(keys)
         k_step, k_reset = split[:, 0], split[:, 1]
         obs_st, st_st, reward, terminated, truncated, info = jax.vmap(
@@ -154,10 +196,10 @@ class MultiAgentEnv:
 
         def with_reset(_):
             obs_re, st_re = jax.vmap(self.reset_env, (0, None))(k_reset, params)
-            return pick(obs_re, obs_st), jax.tree.map(pick, st_re, st_st)
+            return jax.tree.map(pick, obs_re, obs_st), jax.tree.map(pick, st_re, st_st)
 
         obs, state = jax.lax.cond(
             jnp.any(done), with_reset, lambda _: (obs_st, st_st), operand=None
         )
-        info = dict(info, final_obs=obs_st, terminated=terminated, truncated=truncated)
+        info = self._final_info(info, obs_st, st_st, terminated, truncated, batched=True)
         return obs, state, reward, done, info

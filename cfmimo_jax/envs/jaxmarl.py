@@ -3,39 +3,17 @@
 JaxMARL (Rutherford et al. 2024) environments expose ``agents`` (names), ``reset(key) ->
 (obs_dict, state)`` and ``step(key, state, actions_dict) -> (obs_dict, state, rewards_dict,
 dones_dict, infos)`` with ``dones["__all__"]``, plus ``observation_space(agent)`` /
-``action_space(agent)``. ``JaxMARLAdapter`` wraps any ``MultiAgentEnv`` of this package (array
-agent axis) into that form without depending on JaxMARL; agent ``i`` is named ``agent_i``.
-"""
+``action_space(agent)`` (here the environment's per-agent ``cfmimo_jax.envs.spaces``).
+``JaxMARLAdapter`` wraps any ``MultiAgentEnv`` of this package (array agent axis) into that form
+without depending on JaxMARL; agent ``i`` is named ``agent_i``."""
 
 from __future__ import annotations
 
-import dataclasses
-
+import jax
 import jax.numpy as jnp
 
 from .base import MultiAgentEnv
-
-
-@dataclasses.dataclass(frozen=True)
-class Discrete:
-    """A JaxMARL/gymnax-style discrete space of ``n`` actions."""
-
-    n: int
-    dtype: object = jnp.int32
-
-    @property
-    def shape(self):
-        return ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-    """A JaxMARL/gymnax-style box space."""
-
-    low: float
-    high: float
-    shape: tuple
-    dtype: object = jnp.float32
+from .spaces import Box, Discrete, MultiDiscrete  # noqa: F401  (re-exported)
 
 
 class JaxMARLAdapter:
@@ -58,14 +36,17 @@ class JaxMARLAdapter:
         missing = set(self.agents) - set(actions)
         if missing:
             raise ValueError(f"actions missing for {len(missing)} agents, e.g. {min(missing)}")
-        a = jnp.stack([jnp.asarray(actions[name]) for name in self.agents])
+        # stack the agents' (pytree) actions along a new leading agent axis
+        a = jax.tree.map(lambda *xs: jnp.stack(xs), *[actions[name] for name in self.agents])
         obs, state, reward, done, info = self.env.step(key, state, a, self.params)
         dones = {name: done for name in self.agents}
         dones["__all__"] = done
         return self._to_dict(obs), state, self._to_dict(reward), dones, info
 
     def observation_space(self, agent: str):
-        return Box(-jnp.inf, jnp.inf, tuple(self.env.obs_shape))
+        """The environment's per-agent observation space (the same for every agent)."""
+        return self.env.observation_space
 
     def action_space(self, agent: str):
-        return Discrete(self.env.n_actions)
+        """The environment's per-agent action space (a pytree of spaces if composite)."""
+        return self.env.action_space

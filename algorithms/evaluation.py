@@ -1,0 +1,74 @@
+"""Policy evaluation shared by every trainer and the command line.
+
+``evaluate_policy`` runs one policy on a batch of environments; ``evaluate_policies`` runs
+several on the same episodes in one compiled program (the learned policy and the scenario's
+heuristics compare on identical channel draws).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _raw_key(key):
+    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def evaluate_policy(env, env_params, policy, key, n_envs: int, n_steps: int):
+    """Run ``policy(obs[n_envs, A, ...], key, state) -> actions`` for ``n_steps`` steps on
+    ``n_envs`` environments (the same episodes for every policy given the same key; ``state`` is
+    the batch of environment states, which only oracle heuristics read). Returns the per-step
+    means of every scalar ``info`` metric and of reward and cost, each ``[n_steps]``."""
+    k_reset, k_run = jax.random.split(_raw_key(key))
+    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, n_envs), env_params)
+
+    def step(carry, key):
+        obs, state = carry
+        k_pol, k_env = jax.random.split(key)
+        a = policy(obs, k_pol, state)
+        obs, state, reward, done, info = env.step_batch(
+            jax.random.split(k_env, n_envs), state, a, env_params
+        )
+        out = {
+            k: jnp.mean(v)
+            for k, v in info.items()
+            if k not in ("final_obs", "terminated", "truncated") and v.shape == (n_envs,)
+        }
+        out["reward"] = jnp.mean(reward)
+        if "cost" in info:
+            out["cost"] = jnp.mean(info["cost"])
+        return (obs, state), out
+
+    _, out = jax.lax.scan(step, (obs, state), jax.random.split(k_run, n_steps))
+    return out
+
+
+def evaluate_policies(env, env_params, policies, key, n_envs: int, n_steps: int):
+    """``evaluate_policy`` for several policies at once, in one compiled program.
+
+    ``policies``: a sequence of ``policy(obs[n_envs, A, ...], key, state) -> actions`` (the same
+    pytree structure, shapes and dtypes for every policy). A ``lax.map`` over the policy index
+    runs the same episodes (same ``key``) for each, choosing the policy with ``lax.switch``, so
+    the environment is traced and compiled once instead of once per policy. Returns the
+    metrics of ``evaluate_policy``, each ``[n_policies, n_steps]``; row ``i`` equals
+    ``evaluate_policy(..., policies[i], ...)``.
+    """
+    policies = list(policies)
+    if not policies:
+        raise ValueError("policies must hold at least one policy")
+
+    def one(i):
+        return evaluate_policy(
+            env,
+            env_params,
+            lambda obs, k, s: jax.lax.switch(i, policies, obs, k, s),
+            key,
+            n_envs,
+            n_steps,
+        )
+
+    return jax.lax.map(one, jnp.arange(len(policies)))
