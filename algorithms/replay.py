@@ -35,7 +35,7 @@ class Transition:
     continuous trainers store the flat ``[-1, 1]`` vector ``[A, D]``), ``reward[A]``,
     ``terminated`` (bool scalar: no bootstrap; a truncation bootstraps), and the centralised
     critic's inputs ``state`` / ``next_state`` (the environment's ``global_state`` or the joint
-    observation; an empty array when unused).
+    observation; ``None`` when unused).
     """
 
     obs: Any
