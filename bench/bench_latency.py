@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: per-decision inference latency against network size (seed 003 Fig. 7, extended).
+"""Benchmark: per-decision inference latency against network size (APS-GNN Fig. 7, extended).
 
 Usage (from the repository root)::
 

@@ -5,7 +5,10 @@ per-UE spectral efficiency of every uplink combiner (book Thms 5.1 and 5.4) and 
 precoder (Thm 6.1, fractional downlink power, book eq. (7.47)) with one jitted Monte-Carlo
 pass (:func:`cfmimo_jax.se.all_se`), compiled once and called once per setup.
 
-Writes ``per_ue_se.csv``, ``summary.json`` and ``se_cdf.png`` to the output folder.
+Writes ``per_ue_se.csv``, ``summary.json`` and ``se_cdf.png`` to the output folder. Schemes are
+named by the keys of :data:`cfmimo_jax.se.UPLINK_SCHEMES` / :data:`cfmimo_jax.se.DOWNLINK_SCHEMES`
+(``mr_central``: centralized MR, ``mr_dist``: distributed MR, in both directions); the
+backward-compatible alias ``"mr"`` of ``all_se`` is not written twice.
 """
 
 from __future__ import annotations
@@ -84,6 +87,22 @@ def _build_step(config: dict[str, Any]):
     return step
 
 
+def canonical_schemes(schemes: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    """``schemes`` without the alias keys of ``all_se`` (``aliases``: alias -> scheme, e.g.
+    :data:`cfmimo_jax.se.UPLINK_ALIASES`), also for the ``_genie`` keys: an alias whose scheme
+    is present is dropped (same array), one whose scheme is absent is renamed to it."""
+    out: dict[str, Any] = {}
+    for key, value in schemes.items():
+        base, genie = (key[: -len("_genie")], "_genie") if key.endswith("_genie") else (key, "")
+        if base in aliases:
+            name = aliases[base] + genie
+            if name in schemes:
+                continue
+            key = name
+        out[key] = value
+    return out
+
+
 def summarize(per_ue: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, float]]]:
     """Median, mean, 5th and 95th percentile of the per-UE SEs of every direction and scheme."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -105,28 +124,28 @@ def summarize(per_ue: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, d
 def format_table(stats: dict[str, dict[str, dict[str, float]]]) -> str:
     """A plain-text table of the median (and 5th-percentile) per-UE SE of every scheme.
 
-    Rows are schemes by name, so uplink ``mr_dist`` and downlink ``mr`` (both distributed MR)
-    share a row; the last column gives the keys used in ``per_ue_se.csv``/``summary.json``.
+    One row per scheme key, so a scheme of both directions (e.g. ``mr_dist``, distributed MR)
+    has one row; the last column gives the keys used in ``per_ue_se.csv``/``summary.json``.
     """
     from .plots import scheme_label
 
-    rows: dict[str, dict[str, str]] = {}
+    labels: dict[str, str] = {}  # scheme key -> label (of its first direction)
     for direction in DIRECTIONS:
         for scheme in stats.get(direction, {}):
-            rows.setdefault(scheme_label(direction, scheme), {})[direction] = scheme
-    width = max([len(label) for label in rows] + [6])
+            labels.setdefault(scheme, scheme_label(direction, scheme))
+    width = max([len(label) for label in labels.values()] + [6])
     head = (
         f"{'scheme':<{width}}  {'uplink median (5%)':>20}  {'downlink median (5%)':>22}"
         "  keys (uplink / downlink)"
     )
     lines = ["Per-UE SE [bit/s/Hz]", head, "-" * len(head)]
-    for label, keys in rows.items():
-        cells = []
+    for scheme, label in labels.items():
+        cells, names = [], []
         for direction, w in zip(DIRECTIONS, (20, 22), strict=True):
-            s = stats[direction][keys[direction]] if direction in keys else None
+            s = stats.get(direction, {}).get(scheme)
             cells.append(f"{s['median']:.3f} ({s['p5']:.3f})".rjust(w) if s else "-".rjust(w))
-        names = " / ".join(keys.get(d, "-") for d in DIRECTIONS)
-        lines.append(f"{label:<{width}}  {cells[0]}  {cells[1]}  {names}")
+            names.append(scheme if s else "-")
+        lines.append(f"{label:<{width}}  {cells[0]}  {cells[1]}  {' / '.join(names)}")
     return "\n".join(lines)
 
 
@@ -171,6 +190,8 @@ def evaluate(
     import jax
     from tqdm.auto import tqdm
 
+    from cfmimo_jax.se import DOWNLINK_ALIASES, UPLINK_ALIASES
+
     from .plots import plot_se_cdf, sort_schemes
 
     out_dir = Path(out_dir)
@@ -190,8 +211,9 @@ def evaluate(
         if first_step_s is None:
             first_step_s = time.perf_counter() - t0
         n_served.append(np.asarray(D).sum(axis=0))
+        aliases = {"uplink": UPLINK_ALIASES, "downlink": DOWNLINK_ALIASES}
         for direction in DIRECTIONS:
-            for scheme, values in se[direction].items():
+            for scheme, values in canonical_schemes(se[direction], aliases[direction]).items():
                 values = np.asarray(values, dtype=np.float64)
                 if not np.all(np.isfinite(values)):
                     raise FloatingPointError(

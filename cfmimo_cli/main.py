@@ -4,7 +4,8 @@ Subcommands:
   evaluate   uplink/downlink SE of every scheme over random network setups, or (``--run DIR``)
              a training run's checkpoint against the heuristic baselines
   train      multi-agent RL training of any registered algorithm on any registered scenario
-  reproduce  reproduce a paper's comparison and figures (``aps-gnn``: seed 003)
+  reproduce  reproduce a comparison and its figures (``aps-gnn``: the APS-GNN paper;
+             ``power-control``: the power-control testbed against its optimiser)
   bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
 """
 
@@ -103,19 +104,28 @@ def _train(ns: argparse.Namespace) -> int:
 def _reproduce(ns: argparse.Namespace) -> int:
     from .reproduce import PAPERS, reproduce, validate_reproduce
 
-    if ns.paper not in PAPERS:
-        raise ConfigError(f"paper must be one of {PAPERS}, got {ns.paper!r}")
+    papers = PAPERS + ("power-control",)
+    if ns.paper not in papers:
+        raise ConfigError(f"paper must be one of {papers}, got {ns.paper!r}")
     config_path, overrides = _split_evaluate_args(ns.items)
-    config = load_config(config_path, overrides, command="reproduce")
-    config["paper"] = ns.paper
-    validate_reproduce(config)
+    if ns.paper == "power-control":
+        from . import reproduce_power
+
+        config = load_config(config_path, overrides, command="reproduce_power_control")
+        reproduce_power.validate(config)
+        run = reproduce_power.reproduce
+    else:
+        config = load_config(config_path, overrides, command="reproduce")
+        config["paper"] = ns.paper
+        validate_reproduce(config)
+        run = reproduce
     if ns.print_config:
         import yaml
 
         print(yaml.safe_dump(config, sort_keys=False), end="")
         return 0
     out = ns.out or f"results/reproduce_{ns.paper.replace('-', '_')}"
-    reproduce(config, out, progress=not ns.no_progress)
+    run(config, out, progress=not ns.no_progress)
     print(Path(out, "comparison.md").read_text(encoding="utf-8"))
     return 0
 
@@ -192,14 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "reproduce",
-        help="reproduce a paper's comparison table and figures (aps-gnn: seed 003)",
+        help="reproduce a comparison table and figures (aps-gnn | power-control)",
         description=(
             "Train and evaluate every method of a paper's comparison over scenarios and seeds, "
             "then write the comparison table (CSV/JSON/Markdown) and the paper's plots. "
             "Finished runs in the output folder are reused."
         ),
     )
-    rp.add_argument("paper", metavar="PAPER", help="aps-gnn")
+    rp.add_argument("paper", metavar="PAPER", help="aps-gnn | power-control")
     rp.add_argument("items", nargs="*", metavar="[CONFIG] [key=value ...]")
     rp.add_argument("--out", default=None, metavar="DIR", help="output folder")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = [
+    "plot_bars",
     "plot_latency",
     "plot_learning_curves",
     "plot_se_cdf",
@@ -150,6 +151,12 @@ _CURVES = (
     ("lagrange", "Lagrange multiplier"),
     ("entropy", "policy entropy"),
     ("approx_kl", "approx. KL"),
+    ("sum_se", "sum SE (bit/s/Hz)"),
+    ("critic_loss", "critic loss (TD, squared)"),
+    ("td_loss", "TD loss"),
+    ("q", "mean Q of the batch"),
+    ("noise_std", "exploration noise std"),
+    ("epsilon", "epsilon"),
 )
 
 
@@ -183,7 +190,7 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, title: st
 
 
 def plot_se_vs_active_aps(table: list[dict[str, Any]], se_target: float, path: str | Path):
-    """Mean SE against active APs, one panel per scenario (seed 003 Figs. 5-6): learned
+    """Mean SE against active APs, one panel per scenario (APS-GNN Figs. 5-6): learned
     methods as filled markers, heuristics as open ones, error bars = 95 % CI over seeds."""
     scenarios = list(dict.fromkeys(r["scenario"] for r in table))
     n = len(scenarios)
@@ -219,7 +226,7 @@ def plot_se_vs_active_aps(table: list[dict[str, Any]], se_target: float, path: s
 
 
 def plot_latency(rows: list[dict[str, Any]], path: str | Path):
-    """Per-decision inference latency of every policy for one network, log axis (seed 003
+    """Per-decision inference latency of every policy for one network, log axis (APS-GNN
     Fig. 7): grouped bars per scenario."""
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
     policies = list(dict.fromkeys(r["policy"] for r in rows))
@@ -239,3 +246,26 @@ def plot_latency(rows: list[dict[str, Any]], path: str | Path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_bars(groups: dict[str, list[tuple[str, float, float]]], ylabel: str, path: str | Path):
+    """Grouped bars with error bars: ``groups[panel] = [(label, value, half_width), ...]``,
+    one panel per group (e.g. one per scenario variant)."""
+    n = max(len(groups), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (title, rows) in zip(axes.ravel(), groups.items(), strict=False):
+        labels = [r[0] for r in rows]
+        vals = np.array([r[1] for r in rows], float)
+        err = np.array([0.0 if np.isnan(r[2]) else r[2] for r in rows], float)
+        ax.bar(
+            range(len(rows)), vals, yerr=err, capsize=3, color=[f"C{i}" for i in range(len(rows))]
+        )
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

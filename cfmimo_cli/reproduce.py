@@ -1,4 +1,4 @@
-"""``cfmimo reproduce aps-gnn``: seed 003's comparison table and plots.
+"""``cfmimo reproduce aps-gnn``: the APS-GNN paper's comparison table and plots.
 
 For every scenario (medium / large network, pedestrian / vehicular UEs), method and seed the
 command runs one ``cfmimo train`` (``cfmimo_cli.train.train``) into
@@ -10,10 +10,10 @@ policy and the heuristics evaluated on the same episodes (per seed). Then:
   confidence half-width (Student t over seeds) of mean SE, fraction of UEs meeting the target,
   active APs, network power and cost, for every method and heuristic of every scenario;
 * ``se_vs_active_aps.png``: mean SE against active APs, one panel per scenario, SE target
-  dashed (seed 003 Figs. 5-6);
+  dashed (APS-GNN Figs. 5-6);
 * ``latency.png`` and ``latency.csv``: per-decision inference latency of every policy for one
   network (jitted, median of ``latency_repeats`` timed calls after a warm-up), log axis
-  (seed 003 Fig. 7).
+  (APS-GNN Fig. 7).
 
 Methods: ``aps_gnn`` (MAPPO-Lagrangian, GRU + GNN actor, imitation of 4-strongest),
 ``ppo_lagr`` (one agent over the association matrix), ``mat_lagr`` (Multi-Agent Transformer,
@@ -46,11 +46,11 @@ FIXED_METHODS = {
     "mat_lagr": {"algorithm": "mat_lagr"},
     "aps_gnn_no_gru": {"algorithm": "mappo_lagr", "trainer": {"encoder": "mlp"}},
     "aps_gnn_no_pretrain": {"algorithm": "mappo_lagr", "trainer": {"pretrain_updates": 0}},
-    # ours, beyond seed 003: APS-GNN trained on the network-average reward and cost (the Lagrange
-    # multiplier and the constraint unchanged). The local cost of eq. (12) charges agent (l, k)
-    # only for UE k's shortfall, not for the power its activation takes from the other UEs of
-    # AP l (MRT with equal power per served UE): with a large multiplier local-cost agents
-    # switch more links on and the SE falls (README, "Reproducing seed 003").
+    # ours, beyond the APS-GNN paper: APS-GNN trained on the network-average reward and cost
+    # (the Lagrange multiplier and the constraint unchanged). The local cost of eq. (12)
+    # charges agent (l, k) only for UE k's shortfall, not for the power its activation takes
+    # from the other UEs of AP l (MRT with equal power per served UE): with a large multiplier
+    # local-cost agents switch more links on and the SE falls (docs/results/aps_gnn.md).
     "aps_gnn_team": {"algorithm": "mappo_lagr", "trainer": {"team_reward": True}},
 }
 _UNCONSTRAINED = re.compile(r"unconstrained_w(\d+(\.\d*)?|\.\d+)$")

@@ -1,4 +1,4 @@
-"""AP-selection environment (seed 003): physics against NumPy float64, dynamics, interface."""
+"""AP-selection environment (APS-GNN paper): physics against NumPy float64, dynamics, interface."""
 
 from __future__ import annotations
 

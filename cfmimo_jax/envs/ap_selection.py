@@ -1,6 +1,9 @@
-"""AP selection under UE mobility (seed 003, APS-GNN), as a multi-agent environment.
+"""AP selection under UE mobility, as a multi-agent environment.
 
-System (seed 003 section III): ``L`` single-antenna APs and ``K`` UEs dropped uniformly in a disc;
+The APS-GNN paper: "Graph-Neural Multi-Agent Coordination for Distributed Access-Point Selection
+in Cell-Free Massive MIMO" (docs/references.md, [APS-GNN]); equation numbers below are its.
+
+System (APS-GNN section III): ``L`` single-antenna APs and ``K`` UEs dropped uniformly in a disc;
 UEs move by random waypoint (pedestrian or vehicular speed class: exponential speeds clipped to
 a range, pauses at waypoints). Every slot the LoS channel of each AP-UE pair is recomputed from
 the 3-D distance: ``h_lk = sqrt(beta_lk) exp(-j 2 pi d_lk / lambda)`` with the 3GPP urban-macro
@@ -27,7 +30,7 @@ the metrics ``mean_se``, ``frac_target`` (UEs meeting the target), ``active_aps`
 An episode is ``n_windows`` windows, then it is truncated (never terminated). ``reset`` drops the
 network and runs one window of mobility so the first observation has a full history.
 
-Values seed 003 leaves out (SPEC section 4 defaults, from the code accompanying APS-GNN): disc
+Values the APS-GNN paper leaves out (from the public code that accompanies it): disc
 of radius 500 m, 2 GHz, AP height 20 m, UE 1.5 m, shadowing std 6 dB, noise figure 9 dB,
 20 MHz, AP transmit power 0.2 W, amplifier efficiency 0.4, circuit power 0.2 W, slot 50 ms,
 ``T_w = 10`` slots, 10 windows per episode, vehicular speed Exp(70 km/h) clipped to 50-120 km/h.
@@ -111,7 +114,7 @@ class APSelectionState:
 
 
 def mrt_se(h, A, rho):
-    """Per-UE SE with MRT and equal per-AP power over the served UEs (seed 003 eqs. (5)-(8)).
+    """Per-UE SE with MRT and equal per-AP power over the served UEs (APS-GNN eqs. (5)-(8)).
 
     ``h[..., L, K]`` complex channels (noise-normalised), ``A[..., L, K]`` 0/1 selection,
     ``rho`` AP transmit SNR (linear). Returns ``(se[..., K], sinr[..., K])``.
@@ -362,7 +365,7 @@ class APSelection(MultiAgentEnv):
 
 
 def k_strongest(obs, n_aps: int, n_ues: int, k: int):
-    """k-strongest selection (seed 003 section VI-B): each UE is served by the ``k`` APs with
+    """k-strongest selection (APS-GNN section VI-B): each UE is served by the ``k`` APs with
     the strongest current channel (the last slot of the observed history).
 
     ``obs[..., L K, history, 1]`` -> ``actions[..., L K]`` int32. Ties broken by AP index (the
@@ -383,9 +386,10 @@ def all_on(obs):
 
 
 # Documented default configuration (``cfmimo_jax.envs.make("ap_selection", config)``); the
-# medium network of seed 003 with pedestrian UEs. Any ``APSelectionParams`` field may be added.
+# medium network of the APS-GNN paper with pedestrian UEs. Any ``APSelectionParams`` field
+# may be added.
 DEFAULT_CONFIG = {
-    "n_aps": 20,  # APs L (seed 003 medium: 20 x 6; large: 64 x 16)
+    "n_aps": 20,  # APs L (APS-GNN medium: 20 x 6; large: 64 x 16)
     "n_ues": 6,  # UEs K
     "window_slots": 10,  # T_w: slots of 50 ms per selection window (one environment step)
     "n_windows": 10,  # windows per episode (then truncated)
