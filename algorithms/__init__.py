@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import importlib
 
-__all__ = ["default_config", "make_train", "module_of", "names", "preset"]
+__all__ = ["action_kind", "default_config", "make_train", "module_of", "names", "preset"]
 
 # name -> (trainer module, preset switches applied over the configuration)
 _ALGORITHMS: dict[str, tuple[str, dict]] = {
@@ -71,10 +71,40 @@ def default_config(name: str) -> dict:
     return copy.deepcopy(mod.DEFAULT_CONFIG)
 
 
+# the per-agent action spaces each trainer module handles
+_ACTIONS = {
+    "algorithms.mappo": "a Discrete action space",
+    "algorithms.dqn": "a Discrete action space",
+    "algorithms.ddpg": "bounded Box action spaces (a pytree of them for composite actions)",
+}
+
+
+def action_kind(name: str) -> str:
+    """What per-agent action space algorithm ``name`` needs (in words)."""
+    return _ACTIONS[module_of(name)]
+
+
+def _check_actions(name: str, env) -> None:
+    from cfmimo_jax.envs import spaces
+
+    leaves = spaces.leaves(env.action_space)
+    if module_of(name) in ("algorithms.mappo", "algorithms.dqn"):
+        ok = isinstance(env.action_space, spaces.Discrete)
+    else:
+        ok = all(isinstance(s, spaces.Box) and s.bounded for s in leaves)
+    if not ok:
+        raise ValueError(
+            f"algorithm {name} needs {action_kind(name)}; this environment's per-agent action "
+            f"space is {env.action_space}"
+        )
+
+
 def make_train(name: str, config: dict | None, env, env_params):
     """The trainer of algorithm ``name`` for ``env``: ``config`` (keys of ``default_config``)
-    merged over the defaults, then the preset's switches. Unknown keys raise ``ValueError``."""
+    merged over the defaults, then the preset's switches. Unknown keys, or an environment whose
+    action space the algorithm cannot handle, raise ``ValueError``."""
     mod_name, sw = _entry(name)
+    _check_actions(name, env)
     mod = importlib.import_module(mod_name)
     config = dict(config or {})
     unknown = sorted(set(config) - set(mod.DEFAULT_CONFIG))

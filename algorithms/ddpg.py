@@ -96,15 +96,25 @@ class DDPGTrainer(op.OffPolicyTrainer):
         return jnp.tanh(self.actor.apply(actor_params, x))
 
     def q_values(self, critic_params, joint, u):
-        """``joint[..., S]``, ``u[..., A, D]`` -> ``Q[..., A]`` (DDPG: one team value,
-        broadcast over the agents)."""
+        """``joint[..., S]``, ``u[..., A, D]`` -> ``Q[..., A]``: every agent's critic sees the
+        same joint action (DDPG: one team value, broadcast over the agents)."""
         A = self.n_agents
         lead = u.shape[:-2]
-        x = jnp.concatenate([joint, u.reshape(lead + (A * self.D,))], -1)
+        flat = u.reshape(lead + (A * self.D,))
         if self.config.centralised_actor:
+            x = jnp.concatenate([joint, flat], -1)
             return jnp.broadcast_to(self.critic.apply(critic_params, x), lead + (A,))
-        xa = jnp.broadcast_to(x[..., None, :], lead + (A, x.shape[-1]))
-        return self.critic.apply(critic_params, xa)[..., 0]
+        return self.q_per_agent(
+            critic_params, joint, jnp.broadcast_to(flat[..., None, :], lead + (A, A * self.D))
+        )
+
+    def q_per_agent(self, critic_params, joint, u_seen):
+        """``Q_i(s, u^(i))`` for every agent ``i`` at once: ``joint[..., S]``,
+        ``u_seen[..., A, A D]`` (row ``i``: the joint action agent ``i``'s critic is evaluated
+        at) -> ``[..., A]``."""
+        lead = u_seen.shape[:-2]
+        s = jnp.broadcast_to(joint[..., None, :], lead + (self.n_agents, joint.shape[-1]))
+        return self.critic.apply(critic_params, jnp.concatenate([s, u_seen], -1))[..., 0]
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -159,13 +169,11 @@ class DDPGTrainer(op.OffPolicyTrainer):
             mu = self.policy_u(ap, batch.obs)  # [B, A, D]
             if c.centralised_actor:
                 return -jnp.mean(self.q_values(critic, joint, mu)[..., 0])
-            # row i: agent i's action from its actor, the others' from the buffer
+            # row i: agent i's action from its actor, the others' from the buffer; critic i only
             eye = jnp.eye(A, dtype=bool)[None, :, :, None]  # [1, i, j, 1]
             mix = jnp.where(eye, mu[:, None], batch.action[:, None])  # [B, i, A, D]
-            q = self.q_values(
-                critic, jnp.broadcast_to(joint[:, None], (joint.shape[0], A) + joint.shape[1:]), mix
-            )
-            return -jnp.mean(jnp.diagonal(q, axis1=-2, axis2=-1))
+            mix = mix.reshape(mix.shape[:2] + (A * self.D,))
+            return -jnp.mean(self.q_per_agent(critic, joint, mix))
 
         l_a, g_a = jax.value_and_grad(actor_loss)(params["actor"])
         upd, os_a = self.opt_actor.update(g_a, opt_state["actor"], params["actor"])

@@ -133,6 +133,7 @@ def list_registry() -> str:
     for name in algorithms.names():
         sw = ", ".join(f"{k}={v}" for k, v in algorithms.preset(name).items())
         lines.append(f"  {name}: {algorithms.module_of(name)}" + (f" ({sw})" if sw else ""))
+        lines.append(f"    needs {algorithms.action_kind(name)}")
     return "\n".join(lines)
 
 
