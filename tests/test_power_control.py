@@ -1,0 +1,402 @@
+"""Power-control testbed environment: rewards against NumPy float64 closed forms, spaces,
+batching, determinism, auto-reset, heuristics (the optimiser oracle beats full and fractional)
+and configuration errors.
+
+Every variant is exercised through one jitted program (``_rollout``): reset a batch of setups,
+apply each heuristic and a random action through ``step_batch``. The physics is checked
+against the NumPy references of ``tests/reference.py`` (estimation statistics, the UatF SINR
+of book Thm 5.4, the downlink closed form of book Cor. 6.3) with the pilots at ``p_max`` and the
+action's data powers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference as ref
+
+from cfmimo_jax import envs
+from cfmimo_jax.envs import power_control as pc
+from cfmimo_jax.envs import spaces
+from cfmimo_jax.setup import generate_setup
+
+CFG = dict(
+    n_aps=5,
+    n_antennas=2,
+    n_ues=4,
+    tau_p=2,
+    tau_c=50,
+    side_m=300.0,
+    episode_steps=3,
+    opt_steps=60,
+)
+VARIANTS = {
+    "ul": dict(link="uplink"),
+    "ul_disc_asd": dict(link="uplink", action="discrete", n_levels=4, asd=15.0),
+    "dl": dict(link="downlink"),
+    "dl_disc": dict(link="downlink", action="discrete"),
+}
+N_ENVS = 3
+POLICIES = ("full", "fractional", "optimised", "random")
+
+
+def _env(name):
+    return pc.make({**CFG, **VARIANTS[name]})
+
+
+@functools.cache
+def _rollout(name, seed=7):
+    """``(env, params, obs, states, actions, outs)``: ``N_ENVS`` fresh setups and one step of
+    each policy, all policies through a single ``step_batch`` on the setups repeated (one
+    compiled program per variant: the setup generator dominates the compile time)."""
+    env, params = _env(name)
+    hs = env.heuristics()
+    n_pol = len(POLICIES)
+
+    def run(key):
+        k_reset, k_act, k_step = jax.random.split(key, 3)
+        obs, st = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, N_ENVS), params)
+        acts = {n: hs[n](obs, st) for n in POLICIES[:3]}
+        acts["random"] = spaces.sample(k_act, env.action_space, (N_ENVS, env.n_agents))
+        a_all = jnp.concatenate([acts[n] for n in POLICIES])
+        st_all = jax.tree.map(lambda a: jnp.concatenate([a] * n_pol), st)
+        ks = jax.random.split(k_step, N_ENVS * n_pol)
+        return obs, st, acts, env.step_batch(ks, st_all, a_all, params)
+
+    obs, st, acts, out = jax.device_get(jax.jit(run)(jax.random.PRNGKey(seed)))
+    outs = {
+        n: jax.tree.map(lambda a, i=i: a[i * N_ENVS : (i + 1) * N_ENVS], out)
+        for i, n in enumerate(POLICIES)
+    }
+    return env, params, obs, st, acts, outs
+
+
+@functools.cache
+def _jitted(name):
+    """Unbatched ``reset`` and ``step``, jitted once per variant."""
+    env, params = _env(name)
+    return jax.jit(env.reset), jax.jit(env.step)
+
+
+def _one(tree, i):
+    return jax.tree.map(lambda a: np.asarray(a)[i], tree)
+
+
+# ---- NumPy float64 reference ----------------------------------------------------------------
+
+
+def np_uplink_se(R, B, pilot, D, q, p, tau_p, tau_c, lsfd):
+    """Distributed MR uplink closed form (book Cor. 5.6) with pilot powers ``q`` and data powers
+    ``p``: ``E[g_ki]_l = sqrt(q_k q_i) tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` (same pilot),
+    ``E|g_ki|^2_l = tr(B_lk R_li) + |E[g_ki]_l|^2``, ``E||v_lk||^2 = tr(B_lk)``; the SINR of book
+    Thm 5.4 (``ref.distributed_uplink_sinr``)."""
+    L, K, N, _ = R.shape
+    q = ref._powers(q, K)
+    Psi = ref.psi_matrices(R, pilot, q, tau_p)
+    m = np.zeros((K, K, L), complex)
+    qq = np.zeros((K, K, L))
+    F = np.zeros((K, L))
+    for k in range(K):
+        for l in range(L):
+            if not D[l, k]:
+                continue
+            F[k, l] = np.trace(B[l, k]).real
+            for i in range(K):
+                if pilot[i] == pilot[k]:
+                    m[k, i, l] = (
+                        np.sqrt(q[k] * q[i])
+                        * tau_p
+                        * np.trace(R[l, k] @ np.linalg.solve(Psi[l, pilot[k]], R[l, i]))
+                    )
+                qq[k, i, l] = np.trace(B[l, k] @ R[l, i]).real + abs(m[k, i, l]) ** 2
+    sinr, _ = ref.distributed_uplink_sinr(m, qq, F, D, p, lsfd)
+    return ref.prelog(tau_p, tau_c) * np.log2(1.0 + sinr)
+
+
+def np_powers(env, st, a):
+    """The action -> power maps of the module docstring, with loops."""
+    L, K = env.L, env.K
+    D = np.asarray(st.D)
+    a = np.asarray(a) if env.action == "discrete" else np.asarray(a, np.float64)
+    if env.uplink:
+        if env.action == "discrete":
+            return np.array([env.p_max * a[k] / (env.n_levels - 1) for k in range(K)])
+        return np.clip(a[:, 0], 0, env.p_max)
+    rho = np.zeros((L, K))
+    if env.action == "discrete":
+        split = ref.fractional_downlink(10 ** (np.asarray(st.gain_db) / 10), D, env.rho_max)
+        for l in range(L):
+            rho[l] = a[l] / (env.n_levels - 1) * split[l]
+        return rho
+    for l in range(L):
+        w = [a[l, k] if D[l, k] else 0.0 for k in range(K)]
+        rho[l] = env.rho_max * np.array(w) / max(1.0, sum(w))
+    return rho
+
+
+def np_se(env, st, a):
+    R, pilot, D = np.asarray(st.R), np.asarray(st.pilot), np.asarray(st.D)
+    B, _ = ref.estimation_statistics(R, pilot, env.p_max, env.tau_p)
+    power = np_powers(env, st, a)
+    if env.uplink:
+        se = np_uplink_se(R, B, pilot, D, env.p_max, power, env.tau_p, env.tau_c, env.lsfd)
+    else:
+        se = ref.downlink_se_mr_closed_form(
+            R, B, pilot, D, power, env.tau_p, env.tau_c, p=env.p_max
+        )
+    return se, power
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_reward_matches_numpy_closed_form(name):
+    env, params, obs, st, acts, outs = _rollout(name)
+    for pol in POLICIES:
+        _, _, reward, done, info = outs[pol]
+        for i in range(2):
+            se, power = np_se(env, _one(st, i), _one(acts[pol], i))
+            np.testing.assert_allclose(info["se"][i], se, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(reward[i], np.full(env.n_agents, se.sum()), rtol=1e-9)
+            assert info["sum_se"][i] == pytest.approx(se.sum(), rel=1e-9)
+            assert info["min_se"][i] == pytest.approx(se.min(), rel=1e-9)
+            pmax = env.p_max * env.K if env.uplink else env.rho_max * env.L
+            assert info["power_frac"][i] == pytest.approx(power.sum() / pmax, rel=1e-9)
+        assert not done.any()
+
+
+def test_lsfd_reward_matches_numpy_and_beats_plain_sum():
+    """``lsfd=True`` (optimal LSFD, book eq. (5.30)) on the setups and random powers of the
+    ``a = 1`` rollout: equals NumPy, and no UE's SE is below its ``a = 1`` SE."""
+    env, params, obs, st, acts, outs = _rollout("ul")
+    env_lsfd, _ = pc.make({**CFG, **VARIANTS["ul"], "lsfd": True})
+    assert env_lsfd.lsfd
+    se_fn = jax.jit(jax.vmap(lambda s, a: env_lsfd.se(s, env_lsfd.powers(s, a))))
+    got = np.asarray(se_fn(jax.tree.map(jnp.asarray, st), jnp.asarray(acts["random"])))
+    for i in range(N_ENVS):
+        s = _one(st, i)
+        B = ref.estimation_statistics(s.R, s.pilot, env.p_max, env.tau_p)[0]
+        p = np_powers(env, s, _one(acts["random"], i))
+        want = np_uplink_se(s.R, B, s.pilot, s.D, env.p_max, p, env.tau_p, env.tau_c, True)
+        np.testing.assert_allclose(got[i], want, rtol=1e-9)
+        assert np.all(got[i] >= outs["random"][4]["se"][i] * (1 - 1e-9))
+
+
+def test_full_power_equals_kernel_closed_forms():
+    """At full power (data = pilot powers) the env's SE is the library's closed forms."""
+    from cfmimo_jax.se import downlink_se_mr_closed_form, uplink_se_mr_closed_form
+
+    for name in ("ul", "dl"):
+        env, params, obs, st, acts, outs = _rollout(name)
+        s = _one(st, 0)
+        B = ref.estimation_statistics(s.R, s.pilot, env.p_max, env.tau_p)[0]
+        power = np_powers(env, s, _one(acts["full"], 0))
+        if env.uplink:
+            want = uplink_se_mr_closed_form(s.R, B, s.pilot, s.D, power, env.tau_p, env.tau_c)
+            ref_want = ref.uplink_se_mr_closed_form(
+                s.R, B, s.pilot, s.D, power, env.tau_p, env.tau_c
+            )
+            np.testing.assert_allclose(want, ref_want, rtol=1e-9)
+        else:
+            want = downlink_se_mr_closed_form(
+                s.R, B, s.pilot, s.D, power, env.tau_p, env.tau_c, p=env.p_max
+            )
+            assert np.allclose(power.sum(axis=1), env.rho_max)  # the whole budget
+        np.testing.assert_allclose(outs["full"][4]["se"][0], want, rtol=1e-9)
+
+
+def test_reset_draws_the_books_setup():
+    env, params, obs, st, acts, outs = _rollout("ul_disc_asd")
+    keys = jax.random.split(jax.random.split(jax.random.PRNGKey(7), 3)[0], N_ENVS)
+    deg = np.pi / 180
+    s = generate_setup(keys[1], 5, 4, 2, 2, 15 * deg, 15 * deg, side=300.0)
+    np.testing.assert_allclose(st.R[1], s.R, rtol=1e-12)
+    np.testing.assert_array_equal(st.D[1], s.D)
+    np.testing.assert_array_equal(st.pilot[1], s.pilot)
+    assert not np.allclose(st.gain_db[0], st.gain_db[1])  # a new setup per reset
+
+
+# ---- interface ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_shapes_spaces_and_observation_layout(name):
+    env, params, obs, st, acts, outs = _rollout(name)
+    L, K, A = env.L, env.K, env.n_agents
+    assert A == (K if env.uplink else L)
+    assert obs.shape == (N_ENVS, A) + env.obs_shape
+    assert env.obs_shape == ((2 * L + 3,) if env.uplink else (5 * K,))
+    assert obs.dtype == np.float64
+    for pol in POLICIES:
+        spaces.check_actions(env.action_space, acts[pol], A, batch_ndim=1)
+        assert bool(spaces.contains(env.action_space, acts[pol])), pol
+        o2, st2, reward, done, info = outs[pol]
+        assert o2.shape == obs.shape and reward.shape == (N_ENVS, A) and done.shape == (N_ENVS,)
+        assert info["se"].shape == (N_ENVS, K) and info["sum_se"].shape == (N_ENVS,)
+        assert set(env.eval_metrics) <= set(info) and set(env.progress_metrics) <= set(info)
+        assert info["final_global_state"].shape == (N_ENVS,) + env.global_state_space.shape
+    # layout, after the random step: previous powers and SEs are those of that step
+    o2, st2, _, _, info = outs["random"]
+    s = _one(st2, 0)
+    g = (s.gain_db - params.obs_offset_db) / params.obs_scale_db
+    load = np.array([np.sum(s.pilot == s.pilot[k]) for k in range(K)]) / K
+    se = info["se"][0] / params.obs_se_scale
+    power = np_powers(env, _one(st, 0), _one(acts["random"], 0))
+    if env.uplink:
+        want = np.concatenate(
+            [g.T, s.D.T, load[:, None], power[:, None] / env.p_max, se[:, None]], axis=1
+        )
+        gs_power = power / env.p_max
+    else:
+        rep = np.ones((L, 1))
+        want = np.concatenate([g, s.D, rep * load, power / env.rho_max, rep * se], axis=1)
+        gs_power = power.reshape(-1) / env.rho_max
+    np.testing.assert_allclose(o2[0], want, rtol=1e-12, atol=1e-12)
+    gs = np.asarray(env.global_state(jax.tree.map(jnp.asarray, s)))
+    want_gs = np.concatenate([g.reshape(-1), s.D.reshape(-1), gs_power, se])
+    np.testing.assert_allclose(gs, want_gs, rtol=1e-12, atol=1e-12)
+    # at reset the previous powers are full power
+    full = np_powers(env, _one(st, 0), _one(acts["full"], 0))
+    np.testing.assert_allclose(st.power[0], full, rtol=1e-12)
+    np.testing.assert_allclose(st.se[0], outs["full"][4]["se"][0], rtol=1e-12)
+
+
+def test_vmap_equals_loop_same_key_and_auto_reset():
+    env, params, obs_b, st_b, acts, outs = _rollout("ul")
+    reset, step = _jitted("ul")
+    keys = jax.random.split(jax.random.split(jax.random.PRNGKey(7), 3)[0], N_ENVS)
+    skeys = jax.random.split(jax.random.split(jax.random.PRNGKey(7), 3)[2], 4 * N_ENVS)
+    for i in range(N_ENVS):
+        obs, st = reset(keys[i], params)
+        np.testing.assert_allclose(obs, obs_b[i], rtol=1e-12)
+        np.testing.assert_allclose(st.m, st_b.m[i], rtol=1e-12)
+        j = 3 * N_ENVS + i  # the random action's step
+        o, s, r, d, info = step(skeys[j], st, acts["random"][i], params)
+        np.testing.assert_allclose(o, outs["random"][0][i], rtol=1e-12)
+        np.testing.assert_allclose(r, outs["random"][2][i], rtol=1e-12)
+        np.testing.assert_allclose(info["se"], outs["random"][4]["se"][i], rtol=1e-12)
+    # same key, same result
+    o1, s1 = reset(keys[0], params)
+    o2, s2 = reset(keys[0], params)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)))
+    # truncated after episode_steps, then a fresh setup from the step key's reset half
+    st, k = s1, jax.random.PRNGKey(11)
+    a = jnp.asarray(acts["random"][0], jnp.float64)
+    for t in range(env.episode_steps):
+        k, sub = jax.random.split(k)
+        obs, st_new, r, done, info = step(sub, st, a, params)
+        last = t == env.episode_steps - 1
+        assert bool(done) == last and bool(info["truncated"]) == last
+        assert not bool(info["terminated"])
+        if last:
+            o_re, s_re = reset(jax.random.split(sub)[1], params)
+            np.testing.assert_allclose(st_new.gain_db, s_re.gain_db, rtol=1e-12)
+            np.testing.assert_allclose(obs, o_re, rtol=1e-12)
+            assert int(st_new.t) == 0
+            np.testing.assert_allclose(info["final_obs"][:, -2], a[:, 0] / env.p_max)
+        else:
+            assert int(st_new.t) == t + 1
+        st = st_new
+
+
+# ---- heuristics ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_optimised_beats_full_and_fractional(name):
+    env, params, obs, st, acts, outs = _rollout(name)
+    se = {p: outs[p][4]["sum_se"] for p in POLICIES}
+    for p in ("full", "fractional", "random"):
+        assert np.all(se["optimised"] >= se[p] - 1e-9 * se[p]), (p, se["optimised"], se[p])
+    assert se["optimised"].mean() > se["full"].mean()
+
+
+def test_heuristic_actions():
+    for name in ("ul", "dl", "ul_disc_asd"):
+        env, params, obs, st, acts, outs = _rollout(name)
+        s = _one(st, 0)
+        gain = 10 ** (s.gain_db / 10)
+        frac = acts["fractional"][0]
+        if name == "ul":
+            beta = (gain * s.D).sum(axis=0)
+            want = env.p_max * np.sqrt(beta.min() / beta)
+            np.testing.assert_allclose(frac[:, 0], want, rtol=1e-12)
+            np.testing.assert_allclose(acts["full"][0], env.p_max)
+        elif name == "dl":
+            want = ref.fractional_downlink(gain, s.D, 1.0)
+            np.testing.assert_allclose(frac, want, rtol=1e-12)
+            np.testing.assert_allclose(acts["full"][0], 1.0)
+        else:
+            beta = (gain * s.D).sum(axis=0)
+            x = np.sqrt(beta.min() / beta) * (env.n_levels - 1)
+            np.testing.assert_array_equal(frac, np.clip(np.round(x), 1, env.n_levels - 1))
+            assert frac.dtype == np.int32 and np.all(acts["full"][0] == env.n_levels - 1)
+
+
+def test_heuristics_unbatched_through_step():
+    """A policy on one environment (no batch axes) equals the batched one, through ``step``."""
+    env, params, obs_b, st_b, acts, outs = _rollout("ul")
+    reset, step = _jitted("ul")
+    i = 1
+    st = jax.tree.map(lambda a: jnp.asarray(a[i]), st_b)
+    for name, pol in env.heuristics().items():
+        a = jax.jit(pol)(jnp.asarray(obs_b[i]), st)
+        assert a.shape == (env.K, 1)
+        np.testing.assert_allclose(a, acts[name][i], rtol=1e-12)
+        _, _, r, _, info = step(jax.random.PRNGKey(1), st, a, params)
+        assert float(info["sum_se"]) == pytest.approx(float(outs[name][4]["sum_se"][i]), rel=1e-12)
+
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+def test_registry_and_defaults():
+    assert "power_control" in envs.names()
+    cfg = envs.default_config("power_control")
+    assert cfg == pc.DEFAULT_CONFIG and cfg is not pc.DEFAULT_CONFIG
+    env, params = envs.make("power_control")
+    assert (env.L, env.N, env.K, env.tau_p, env.tau_c) == (16, 2, 6, 3, 200)
+    assert env.n_agents == 6 and env.action_space == spaces.Box(0.0, 100.0, (1,))
+    env, _ = envs.make("power_control", {"link": "downlink", "action": "discrete"})
+    assert env.n_agents == 16 and env.action_space == spaces.Discrete(5)
+    env, _ = envs.make("power_control", {"link": "downlink"})
+    assert env.action_space == spaces.Box(0.0, 1.0, (6,))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("n_aps", 0),
+        ("n_aps", 2.5),
+        ("n_antennas", -1),
+        ("n_ues", "6"),
+        ("tau_p", 0),
+        ("tau_c", 3),  # tau_c <= tau_p
+        ("side_m", 0.0),
+        ("asd", -5.0),
+        ("asd", "15"),
+        ("link", "sidelink"),
+        ("action", "hybrid"),
+        ("n_levels", 1),
+        ("p_max_mw", 0.0),
+        ("rho_max_mw", float("nan")),
+        ("lsfd", "yes"),
+        ("episode_steps", 0),
+        ("opt_steps", 0),
+        ("opt_lr", -0.1),
+        ("obs_offset_db", None),
+        ("obs_scale_db", 0.0),
+        ("obs_se_scale", -1.0),
+        ("bogus_key", 1),
+    ],
+)
+def test_bad_config_raises_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        pc.make({key: value})
+
+
+def test_lsfd_downlink_refused():
+    with pytest.raises(ValueError, match="lsfd"):
+        pc.make({"link": "downlink", "lsfd": True})
