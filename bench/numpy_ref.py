@@ -13,7 +13,8 @@ computes, written the way a careful researcher ports the book's MATLAB code to N
 - second moments of the distributed schemes with the independence-over-APs estimator of
   ``docs/kernels.md`` (``E[g g^H] = m m^H + diag(s)``).
 
-Exact definitions and key names are those of ``docs/kernels.md``. Everything runs in
+Exact definitions are those of ``docs/kernels.md``; the keys of the returned dicts are
+``cfmimo_jax.se.UPLINK_SCHEMES`` / ``DOWNLINK_SCHEMES`` (no aliases). Everything runs in
 ``complex128`` by default; pass ``dtype=np.complex64`` for single precision (the heavy
 operations then run in single precision; the Monte-Carlo sums are accumulated in double).
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cfmimo_jax.se import DOWNLINK_SCHEMES, UPLINK_SCHEMES
+
 __all__ = [
     "estimation_statistics",
     "sample_channels",
@@ -33,20 +36,6 @@ __all__ = [
     "uplink_se_mr_closed_form",
     "downlink_se_mr_closed_form",
 ]
-
-UPLINK_KEYS = (
-    "mmse",
-    "p_mmse",
-    "p_rzf",
-    "mr",
-    "l_mmse",
-    "lp_mmse",
-    "mr_dist",
-    "l_mmse_lsfd",
-    "lp_mmse_lsfd",
-    "mr_dist_lsfd",
-)
-DOWNLINK_KEYS = ("mmse", "p_mmse", "p_rzf", "l_mmse", "lp_mmse", "mr")
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,16 +184,14 @@ def _downlink_centralized_se(mG, mG2, vn2, rho_k, prelog):
 # Monte-Carlo SE
 
 
-def all_se_from_realizations(
-    H, Hhat, R, B, C, pilot, D, p, rho, tau_p, tau_c, dtype=np.complex128, chunk=100
-):
+def all_se_from_realizations(H, Hhat, C, D, p, rho, tau_p, tau_c, dtype=np.complex128, chunk=100):
     """All uplink and downlink SEs of one setup from given realizations.
 
-    ``H, Hhat [n, L, K, N]``; returns ``{"uplink": {key: [K]}, "downlink": {key: [K]}}``
-    with the keys and definitions of ``docs/kernels.md``. ``R`` is unused (kept for the
-    signature; the estimation statistics enter through ``B`` and ``C``).
+    ``H, Hhat [n, L, K, N]``, error correlations ``C [L, K, N, N]`` (the only estimation
+    statistics the Monte-Carlo SEs need); returns ``{"uplink": {key: [K]}, "downlink":
+    {key: [K]}}`` with the keys ``UPLINK_SCHEMES`` / ``DOWNLINK_SCHEMES`` and the definitions
+    of ``docs/kernels.md``.
     """
-    del R, B  # the Monte-Carlo SEs need only C and the realizations
     rdt = _real_dtype(dtype)
     H = np.asarray(H)
     Hhat = np.asarray(Hhat)
@@ -299,7 +286,7 @@ def all_se_from_realizations(
     # ---------------- finalize ---------------------------------------------------------------
     up, dl = {}, {}
     for s in cent:
-        up[s] = prelog * acc_ul[s] / n
+        up["mr_central" if s == "mr" else s] = prelog * acc_ul[s] / n
     rho_k = rho.sum(axis=0)
     for s in cent[:3]:
         dl[s] = _downlink_centralized_se(acc_G[s] / n, acc_G2[s] / n, acc_vn[s] / n, rho_k, prelog)
@@ -309,10 +296,10 @@ def all_se_from_realizations(
         F = acc_F[s] / n
         name = "mr_dist" if s == "mr" else s
         up[name], up[name + "_lsfd"] = _uplink_distributed_se(m, sv, F, D, p, prelog)
-        dl[s] = _downlink_distributed_se(m, sv, F, D, rho, prelog)
+        dl[name] = _downlink_distributed_se(m, sv, F, D, rho, prelog)
     return {
-        "uplink": {key: up[key] for key in UPLINK_KEYS},
-        "downlink": {key: dl[key] for key in DOWNLINK_KEYS},
+        "uplink": {key: up[key] for key in UPLINK_SCHEMES},
+        "downlink": {key: dl[key] for key in DOWNLINK_SCHEMES},
     }
 
 
@@ -321,12 +308,10 @@ def all_se(rng, R, pilot, D, p, rho, tau_p, tau_c, n, dtype=np.complex128, chunk
     if isinstance(rng, int | np.integer):
         rng = np.random.default_rng(rng)
     R = np.asarray(R).astype(dtype)
-    B, C = estimation_statistics(R, pilot, p, tau_p, dtype=dtype)
+    _, C = estimation_statistics(R, pilot, p, tau_p, dtype=dtype)
     H = sample_channels(rng, R, n, dtype=dtype)
     Hhat = mmse_estimates(rng, H, R, pilot, p, tau_p, dtype=dtype)
-    return all_se_from_realizations(
-        H, Hhat, R, B, C, pilot, D, p, rho, tau_p, tau_c, dtype=dtype, chunk=chunk
-    )
+    return all_se_from_realizations(H, Hhat, C, D, p, rho, tau_p, tau_c, dtype=dtype, chunk=chunk)
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def pilots(name: str, pilot, K: int, tau_p: int) -> None:
         raise ValueError(f"{name} entries must lie in [0, tau_p={tau_p})")
 
 
-def sizes(tau_p, tau_c=None, K=None) -> None:
+def sizes(tau_p, tau_c=None) -> None:
+    """``tau_p >= 1`` and, if given, ``tau_c > tau_p`` (at least one sample left for data)."""
     positive_int("tau_p", tau_p)
     if tau_c is not None:
         positive_int("tau_c", tau_c)

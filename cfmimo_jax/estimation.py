@@ -2,6 +2,9 @@
 
 Shapes: ``R[L, K, N, N]``, ``pilot[K]``, ``p[K]`` (or scalar), channels ``H[n, L, K, N]``,
 received pilots ``Y[n, L, tau_p, N]``. Everything is normalised by the noise power.
+A real-valued ``R`` (or ``H``) is promoted to the matching complex dtype at every public entry
+point (:func:`as_complex`), so channels and noise are always circularly-symmetric complex
+Gaussian.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ def _check(R, pilot, p, tau_p):
     V.pilots("pilot", pilot, K, tau_p)
     V.shape("p", p, (K,), allow_scalar=True)
     V.finite("p", p, nonneg=True)
-    return K
 
 
 def powers(p, K, dtype):
@@ -31,14 +33,32 @@ def powers(p, K, dtype):
 
 
 def real_dtype(x):
+    """The real dtype of ``x`` (``complex64 -> float32``, ``complex128 -> float64``)."""
     return jnp.finfo(jnp.result_type(x)).dtype
+
+
+def as_complex(x):
+    """``x`` as a JAX array of complex dtype; a real ``x`` is promoted to the matching complex
+    dtype (``float32 -> complex64``, ``float64 -> complex128``), a complex one is unchanged.
+
+    Every public kernel applies it to its correlation matrices (``R``, ``B``, ``C``) and to the
+    channels it adds noise to: channels and noise are drawn in the dtype of ``R``, and a real
+    dtype would draw real Gaussians, not the circularly-symmetric ``CN(0, R)`` of book
+    eq. (2.3). With it, a real ``R`` (e.g. i.i.d. Rayleigh ``gain * I`` built in NumPy) gives
+    exactly the numbers of the same ``R`` cast to complex. Works on tracers (the dtype is static).
+    """
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        return x
+    return x.astype(jnp.result_type(x.dtype, jnp.complex64))
 
 
 def pilot_covariance(R, pilot, p, tau_p: int):
     """``Psi[l, t] = sum_{i: pilot_i = t} p_i tau_p R_li + I_N`` (book eq. (4.6)).
 
-    Returns ``[L, tau_p, N, N]``.
+    Returns ``[L, tau_p, N, N]``; a real ``R`` is promoted to complex (:func:`as_complex`).
     """
+    R = as_complex(R)
     L, K, N, _ = R.shape
     p = powers(p, K, real_dtype(R))
     w = jax.nn.one_hot(pilot, tau_p, dtype=p.dtype) * (p * tau_p)[:, None]  # [K, tau_p]
@@ -57,11 +77,11 @@ def estimation_statistics(R, pilot, p, tau_p: int):
     ``B_lk = p_k tau_p R_lk Psi_{l,t_k}^{-1} R_lk``, ``C_lk = R_lk - B_lk``; each ``[L, K, N, N]``.
     ``R[L, K, N, N]`` Hermitian PSD, ``pilot[K]`` int in ``[0, tau_p)``, ``p`` scalar or ``[K]``.
     """
-    K = _check(R, pilot, p, tau_p)
-    return _estimation_statistics(R, pilot, p, tau_p, K)
+    _check(R, pilot, p, tau_p)
+    return _estimation_statistics(as_complex(R), pilot, p, tau_p)
 
 
-def _estimation_statistics(R, pilot, p, tau_p, K=None):
+def _estimation_statistics(R, pilot, p, tau_p):
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     X = _psi_inv_r(R, pilot, p, tau_p)
@@ -112,7 +132,7 @@ def sample_channels(key, R, n: int):
     if R.ndim != 4:
         raise ValueError(f"R must have shape [L, K, N, N], got {R.shape}")
     n = V.positive_int("n", n)
-    return _sample_channels(jax.random.split(key, n), _sqrt_factor(R))
+    return _sample_channels(jax.random.split(key, n), _sqrt_factor(as_complex(R)))
 
 
 def _sample_channels(keys, factor):
@@ -126,8 +146,10 @@ def pilot_signal(key, H, pilot, p, tau_p: int):
 
     ``Y[.., l, t] = sum_{i: pilot_i = t} sqrt(p_i) tau_p h_li + sqrt(tau_p) n_lt``,
     ``n_lt ~ CN(0, I_N)``: ``H[n, L, K, N] -> Y[n, L, tau_p, N]``. Noise for realization ``j``
-    is drawn from ``jax.random.split(key, n)[j]``.
+    is drawn from ``jax.random.split(key, n)[j]``. A real ``H`` is promoted to complex (the
+    noise is always complex Gaussian).
     """
+    H = as_complex(H)
     if H.ndim != 4:
         raise ValueError(f"H must have shape [n, L, K, N], got {H.shape}")
     n, L, K, N = H.shape
@@ -152,7 +174,7 @@ def mmse_from_pilot_signal(Y, R, pilot, p, tau_p: int):
     ``Y[n, L, tau_p, N]`` -> ``Hhat[n, L, K, N]``.
     """
     _check(R, pilot, p, tau_p)
-    return _mmse_from_pilot_signal(Y, R, pilot, p, tau_p)
+    return _mmse_from_pilot_signal(Y, as_complex(R), pilot, p, tau_p)
 
 
 def mmse_matrices(R, pilot, p, tau_p):
@@ -160,6 +182,7 @@ def mmse_matrices(R, pilot, p, tau_p):
 
     Returns ``[L, K, N, N]``.
     """
+    R = as_complex(R)
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R; (Psi^{-1} R)^H = R Psi^{-1}
@@ -193,4 +216,4 @@ def mmse_estimates(key, H, R, pilot, p, tau_p: int):
     """
     _check(R, pilot, p, tau_p)
     Y = pilot_signal(key, H, pilot, p, tau_p)
-    return _mmse_from_pilot_signal(Y, R, pilot, p, tau_p)
+    return _mmse_from_pilot_signal(Y, as_complex(R), pilot, p, tau_p)

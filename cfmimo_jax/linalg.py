@@ -117,11 +117,6 @@ def solve_lower(Lc, B):
     return _solve(Lc, B, lower=True)
 
 
-def solve_upper(U, B):
-    """Solve ``U X = B`` (``U[..., n, n]`` upper triangular, ``B[..., n, m]``), backward."""
-    return _solve(U, B, lower=False)
-
-
 def chol_solve(A, B):
     """Solve ``A X = B`` for Hermitian positive-definite ``A[..., n, n]`` by Cholesky.
 

@@ -1,4 +1,4 @@
-"""Receive combining and transmit precoding (book sections 5.1-5.2 and 6.1; seed 001 RZF).
+"""Receive combining and transmit precoding (book sections 5.1-5.2 and 6.1).
 
 All kernels act on a batch of realizations ``Hhat[n, L, K, N]`` of one setup and return the
 combining vectors ``V[n, L, K, N]`` with ``V[:, l, k] = 0`` when AP ``l`` does not serve UE ``k``
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as V
-from .estimation import powers, real_dtype
+from .estimation import as_complex, powers, real_dtype
 from .linalg import chol_solve, inv_chol
 
 CENTRALIZED = ("mmse", "p_mmse", "p_rzf", "mr")
@@ -223,16 +223,10 @@ def gram(Y):
     return jax.lax.complex(re, X - jnp.swapaxes(X, -1, -2))
 
 
-def _unit_solve(G, mask=None):
-    """``tau[..., k, :] = (I + G[..., k, :, :])^{-1} e_k`` (Cholesky); ``G[..., K, K, K]``.
-
-    With ``mask[K, K]`` (UEs ``P_k``), ``G_k`` is restricted to ``P_k x P_k`` first.
-    """
+def _unit_solve(G):
+    """``tau[..., k, :] = (I + G[..., k, :, :])^{-1} e_k`` (Cholesky); ``G[..., K, K, K]``."""
     K = G.shape[-1]
     eye = jnp.eye(K, dtype=G.dtype)
-    if mask is not None:
-        m = mask.astype(G.dtype)
-        G = G * m[:, :, None] * m[:, None, :]
     rhs = jnp.broadcast_to(eye[:, :, None], G.shape[:-1] + (1,))
     return chol_solve(G + eye, rhs)[..., 0]
 
@@ -289,35 +283,6 @@ def _unwhiten_gathered(Yg, Wg, tau):
     """``v'[n, k, m] = W_{lk}^H Y_{lk} tau_k`` on the serving table: ``[n, K, M, N]``."""
     ug = jnp.sum(Yg * tau[:, :, None, None, :], axis=-1)  # [n, K, M, N]
     return jnp.sum(jnp.conj(Wg)[None] * ug[..., :, None], axis=-2)
-
-
-def centralized_scaled(Hs, D, W=None, per_ue_w=False, mask=None, max_serving=None):
-    """Centralized MMSE-type combiners up to the factor ``sqrt(p_k)``: ``v'[n, L, K, N]``.
-
-    ``v'_k = (Z + Hs_M Hs_M^H)^{-1} Hs e_k`` over the APs ``M_k`` of UE ``k`` (book (5.11),
-    (5.16), (5.18)), computed by Woodbury as ``Z^{-1} Hs (I + G_k)^{-1} e_k``.
-
-    Args:
-      Hs: ``Hhat * sqrt(p)``, ``[n, L, K, N]``.
-      D: ``[L, K]`` serving sets.
-      W: whitening ``W^H W = Z^{-1}``: ``[L, N, N]`` (per AP) or, with ``per_ue_w``,
-        ``[L, K, N, N]`` (per AP and UE, as in P-MMSE); ``None`` means ``Z = I``.
-      mask: ``[K, K]`` bool, UEs ``i`` included in UE ``k``'s combiner (``P_k``); ``None``: all.
-      max_serving: static cap ``M >= max_k |M_k|`` (see :func:`serving_table`) or per-group
-        caps (see :func:`serving_caps`); with ``per_ue_w`` the Gram of UE ``k`` is then built
-        over its gathered serving APs (padded to the cap) instead of all ``L``.
-    """
-    n, L, K, N = Hs.shape
-    Dc = D.astype(Hs.dtype)
-    if per_ue_w:
-        G, finish = _per_ue_whitened(Hs, W, D, max_serving)
-        return finish(_unit_solve(G, mask))
-    Y = jnp.swapaxes(Hs, -1, -2)
-    if W is not None:
-        Y = bmm(W[None], Y)
-    G = unpack_hermitian(masked_sum(D, pack_hermitian(gram_small(Y))))  # [n, K(k), K, K]
-    tau = _unit_solve(G, mask)  # [n, K(k), K(i)]
-    return _unwhiten(Y, W, tau) * Dc[None, :, :, None]
 
 
 def central_scaled_all(Hhat, C, D, p, schemes=CENTRALIZED, max_serving=None):
@@ -407,11 +372,13 @@ def centralized_combiners(Hhat, C, D, p, scheme: str):
 
     ``scheme`` in ``"mmse"``, ``"p_mmse"``, ``"p_rzf"``, ``"mr"``; e.g. MMSE:
     ``v_k = p_k (sum_i p_i (hhat_i hhat_i^H + C_i) + I)^{-1} hhat_k`` over the APs serving ``k``.
-    ``Hhat[n, L, K, N]`` estimates, ``C[L, K, N, N]`` error correlations, ``D[L, K]``, ``p[K]``.
+    ``Hhat[n, L, K, N]`` estimates, ``C[L, K, N, N]`` error correlations, ``D[L, K]``, ``p[K]``;
+    a real ``Hhat`` or ``C`` is promoted to the matching complex dtype.
     """
     if scheme not in CENTRALIZED:
         raise ValueError(f"scheme must be one of {CENTRALIZED}, got {scheme!r}")
     _check(Hhat, C, D, p)
+    Hhat, C = as_complex(Hhat), as_complex(C)
     M = serving_caps(D)
     D = jnp.asarray(D, bool)
     v = central_scaled_all(Hhat, C, D, p, (scheme,), max_serving=M)[scheme]
@@ -426,29 +393,11 @@ def distributed_combiners(Hhat, C, D, p, scheme: str):
     """Distributed (local) combining vectors ``V[n, L, K, N]`` (book eqs. (5.29), (5.39), (5.32)).
 
     ``scheme`` in ``"l_mmse"``, ``"lp_mmse"``, ``"mr"``; e.g. L-MMSE at AP ``l``:
-    ``v_lk = p_k (sum_i p_i (hhat_li hhat_li^H + C_li) + I_N)^{-1} hhat_lk``.
+    ``v_lk = p_k (sum_i p_i (hhat_li hhat_li^H + C_li) + I_N)^{-1} hhat_lk``; a real ``Hhat``
+    or ``C`` is promoted to the matching complex dtype.
     """
     if scheme not in DISTRIBUTED:
         raise ValueError(f"scheme must be one of {DISTRIBUTED}, got {scheme!r}")
     _check(Hhat, C, D, p)
+    Hhat, C = as_complex(Hhat), as_complex(C)
     return distributed_all(Hhat, C, jnp.asarray(D, bool), p, (scheme,))[scheme]
-
-
-def rzf(H, alpha, user_mask=None):
-    """Regularised zero-forcing precoder ``W = H (H^H H + alpha I)^{-1}`` (seed 001, dual form).
-
-    ``H[..., M, K]`` (columns: the users' stacked channels over the cooperating antennas),
-    ``alpha > 0``; users with ``user_mask[..., K]`` false are excluded (their columns of ``H`` and
-    ``W`` are zero). The inverse is ``K x K`` (number of users), solved by Cholesky. Returns
-    ``W[..., M, K]`` (unnormalised).
-    """
-    if jnp.ndim(H) < 2:
-        raise ValueError(f"H must have shape [..., M, K], got {jnp.shape(H)}")
-    V.finite("alpha", alpha, positive=True)
-    K = H.shape[-1]
-    if user_mask is not None:
-        H = H * jnp.asarray(user_mask, H.dtype)[..., None, :]
-    gram = jnp.conj(jnp.swapaxes(H, -1, -2)) @ H
-    A = gram + jnp.asarray(alpha, H.dtype)[..., None, None] * jnp.eye(K, dtype=H.dtype)
-    X = chol_solve(A, jnp.broadcast_to(jnp.eye(K, dtype=H.dtype), A.shape))
-    return H @ X

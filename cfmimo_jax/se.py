@@ -3,7 +3,15 @@
 Monte-Carlo bounds for centralized and distributed processing, MR closed forms, genie-aided
 versions. Realizations are processed in chunks with ``lax.scan`` so memory stays bounded;
 realization ``j`` always uses the same random draws, so results do not depend on the chunk size.
-Conventions and exact definitions: ``docs/kernels.md``.
+A real-valued ``R`` (or ``B``) is promoted to the matching complex dtype
+(:func:`cfmimo_jax.estimation.as_complex`). Conventions and exact definitions:
+``docs/kernels.md``.
+
+Scheme keys of the returned dicts (the one list of them: :data:`UPLINK_SCHEMES`,
+:data:`DOWNLINK_SCHEMES`): ``mr_central`` is centralized MR (uplink only), ``mr_dist``
+distributed MR. The older key ``"mr"`` is kept as an alias holding the same array
+(:data:`UPLINK_ALIASES`: centralized MR in the uplink dict, :data:`DOWNLINK_ALIASES`:
+distributed MR in the downlink dict); prefer the unambiguous names.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from .estimation import (
     _psi_inv_r,
     _sample_channels,
     _sqrt_factor,
+    as_complex,
     mmse_matrices,
     pair_matvec,
     powers,
@@ -37,11 +46,13 @@ from .processing import (
     serving_caps,
 )
 
-UPLINK_KEYS = (
+#: Keys of :func:`uplink_se` (and ``all_se(...)["uplink"]``), in the book's order: centralized
+#: (Thm 5.1), distributed with ``a = 1`` and with optimal LSFD (Thm 5.4, eq. (5.30)).
+UPLINK_SCHEMES = (
     "mmse",
     "p_mmse",
     "p_rzf",
-    "mr",
+    "mr_central",
     "l_mmse",
     "lp_mmse",
     "mr_dist",
@@ -49,8 +60,17 @@ UPLINK_KEYS = (
     "lp_mmse_lsfd",
     "mr_dist_lsfd",
 )
-DOWNLINK_KEYS = ("mmse", "p_mmse", "p_rzf", "l_mmse", "lp_mmse", "mr")
+#: Keys of :func:`downlink_se` (and ``all_se(...)["downlink"]``): centralized, then distributed.
+DOWNLINK_SCHEMES = ("mmse", "p_mmse", "p_rzf", "l_mmse", "lp_mmse", "mr_dist")
+#: Alias keys kept for backward compatibility, ``alias -> scheme`` (same array; ``genie=True``
+#: also gives ``"mr_genie"``). ``"mr"`` is centralized MR in the uplink dict and distributed
+#: MR in the downlink dict.
+UPLINK_ALIASES = {"mr": "mr_central"}
+DOWNLINK_ALIASES = {"mr": "mr_dist"}
 _DL_CENTRAL = ("mmse", "p_mmse", "p_rzf")
+# names of the combiners in cfmimo_jax.processing -> keys of the SE dicts
+_UL_CENTRAL_KEY = {"mr": "mr_central"}
+_DIST_KEY = {"mr": "mr_dist"}
 
 
 def prelog(tau_c: int, tau_p: int) -> float:
@@ -301,7 +321,7 @@ def _finalize(stats, D, p, rho, uplink, downlink):
     for name in _central_needed(uplink, downlink):
         pre = f"c_{name}_"
         if uplink:
-            ul[name] = stats[pre + "ul"]
+            ul[_UL_CENTRAL_KEY.get(name, name)] = stats[pre + "ul"]
         if downlink and name in _DL_CENTRAL:
             rho_k = jnp.sum(rho, axis=0)
             sinr, c = _downlink_central_sinr(
@@ -314,7 +334,7 @@ def _finalize(stats, D, p, rho, uplink, downlink):
         m = stats[pre + "g1"]
         s = jnp.maximum(stats[pre + "g2"] - _abs2(m), 0.0)
         F = stats[pre + "nv"]
-        key = "mr_dist" if name == "mr" else name
+        key = _DIST_KEY.get(name, name)
         if uplink:
             for tag, lsfd in (("a1", False), ("lsfd", True)):
                 sinr, a = _uplink_distributed_sinr(m, s, F, D, p, lsfd)
@@ -322,7 +342,7 @@ def _finalize(stats, D, p, rho, uplink, downlink):
                 norms[pre + tag] = a
         if downlink:
             sinr, c = _downlink_distributed_sinr(m, s, F, D, rho)
-            dl[name] = _log2_1p(sinr)
+            dl[key] = _log2_1p(sinr)
             norms[pre + "c"] = c
     return ul, dl, norms
 
@@ -335,13 +355,23 @@ def _genie_keys(stats2, uplink, downlink):
             dl[name + "_genie"] = stats2[pre + "dl_genie"]
     for name in DISTRIBUTED:
         pre = f"d_{name}_"
-        key = "mr_dist" if name == "mr" else name
+        key = _DIST_KEY.get(name, name)
         if uplink:
             ul[key + "_genie"] = stats2[pre + "a1_genie"]
             ul[key + "_lsfd_genie"] = stats2[pre + "lsfd_genie"]
         if downlink:
-            dl[name + "_genie"] = stats2[pre + "dl_genie"]
+            dl[key + "_genie"] = stats2[pre + "dl_genie"]
     return ul, dl
+
+
+def _with_aliases(d, aliases):
+    """``d`` plus each alias key (and its ``_genie`` key) holding the array of its scheme."""
+    out = dict(d)
+    for alias, scheme in aliases.items():
+        for suffix in ("", "_genie"):
+            if scheme + suffix in d:
+                out[alias + suffix] = d[scheme + suffix]
+    return out
 
 
 @functools.partial(
@@ -390,14 +420,14 @@ def _se(
     if genie:
         for name in CENTRALIZED:
             if uplink and f"c_{name}_ul_genie" in stats:
-                ul[name + "_genie"] = stats[f"c_{name}_ul_genie"]
+                ul[_UL_CENTRAL_KEY.get(name, name) + "_genie"] = stats[f"c_{name}_ul_genie"]
         stats2 = mc(norms, max_serving, devices)
         ul2, dl2 = _genie_keys(stats2, uplink, downlink)
         ul.update(ul2)
         dl.update(dl2)
     factor = prelog(tau_c, tau_p)
     scale = lambda d: {k: factor * v for k, v in d.items()}
-    return scale(ul), scale(dl)
+    return _with_aliases(scale(ul), UPLINK_ALIASES), _with_aliases(scale(dl), DOWNLINK_ALIASES)
 
 
 def _devices(devices):
@@ -471,8 +501,9 @@ def uplink_se(
     Args:
       key: PRNG key; draws ``k_h, k_n = split(key)``, ``H = sample_channels(k_h, R, n)``,
         ``Hhat = mmse_estimates(k_n, H, R, pilot, p, tau_p)``.
-      R: ``[L, K, N, N]``; pilot: ``[K]``; D: ``[L, K]`` bool (every UE served); p: ``[K]`` or
-        scalar (mW, over noise-normalised gains).
+      R: ``[L, K, N, N]`` (a real ``R`` is promoted to the matching complex dtype); pilot:
+        ``[K]``; D: ``[L, K]`` bool (every UE served); p: ``[K]`` or scalar (mW, over
+        noise-normalised gains).
       tau_p, tau_c, n_realizations: static ints, ``tau_p < tau_c``.
       genie: also return ``"<key>_genie"`` (instantaneous-CSI SINR averaged over realizations).
       chunk: realizations per ``lax.scan`` step (default :func:`default_chunk`); does not change
@@ -491,17 +522,19 @@ def uplink_se(
         this uses every core (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``
         before importing jax; see ``docs/kernels.md``).
 
-    Returns ``dict[str, [K]]`` (bit/s/Hz) with keys ``mmse, p_mmse, p_rzf, mr`` (centralized,
-    Thm 5.1: ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,
+    Returns ``dict[str, [K]]`` (bit/s/Hz) with the keys :data:`UPLINK_SCHEMES`:
+    ``mmse, p_mmse, p_rzf, mr_central`` (centralized, Thm 5.1:
+    ``(1 - tau_p/tau_c) E[log2(1 + SINR_k)]``), ``l_mmse, lp_mmse, mr_dist`` (distributed,
     Thm 5.4 with ``a = 1``) and ``l_mmse_lsfd, lp_mmse_lsfd, mr_dist_lsfd`` (optimal LSFD,
-    eq. (5.30)).
+    eq. (5.30)); plus the alias ``"mr"`` (= ``"mr_central"``, centralized MR; kept for backward
+    compatibility).
     """
     chunk, M = _check_se_inputs(
         R, pilot, D, p, None, tau_p, tau_c, n_realizations, chunk, max_serving
     )
     ul, _ = _se(
         key,
-        R,
+        as_complex(R),
         pilot,
         D,
         p,
@@ -539,17 +572,19 @@ def downlink_se(
 
     Precoders are the uplink combiners (computed with uplink powers ``p``) normalised to the
     transmit powers: distributed ``w_lk = sqrt(rho_lk) v_lk / sqrt(E||v_lk||^2)`` (keys
-    ``l_mmse, lp_mmse, mr``), centralized ``w_k = sqrt(rho_k) v_k / sqrt(E||v_k||^2)`` with
+    ``l_mmse, lp_mmse, mr_dist``), centralized ``w_k = sqrt(rho_k) v_k / sqrt(E||v_k||^2)`` with
     ``rho_k = sum_l rho[l, k]`` (keys ``mmse, p_mmse, p_rzf``). ``rho[L, K]`` in mW (entries of
     APs not serving the UE are ignored). Other arguments as in :func:`uplink_se`.
-    Returns ``dict[str, [K]]``; ``genie=True`` adds ``"<key>_genie"``.
+    Returns ``dict[str, [K]]`` with the keys :data:`DOWNLINK_SCHEMES` plus the alias ``"mr"``
+    (= ``"mr_dist"``, distributed MR; kept for backward compatibility); ``genie=True`` adds
+    ``"<key>_genie"``.
     """
     chunk, M = _check_se_inputs(
         R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving
     )
     _, dl = _se(
         key,
-        R,
+        as_complex(R),
         pilot,
         D,
         p,
@@ -585,14 +620,15 @@ def all_se(
 ):
     """Uplink and downlink SEs from one Monte-Carlo pass: ``{"uplink": {...}, "downlink": {...}}``.
 
-    Same draws (hence same numbers) as :func:`uplink_se` and :func:`downlink_se` with this key.
+    Same draws (hence same numbers) as :func:`uplink_se` and :func:`downlink_se` with this key,
+    and the same keys (including the ``"mr"`` aliases).
     """
     chunk, M = _check_se_inputs(
         R, pilot, D, p, rho, tau_p, tau_c, n_realizations, chunk, max_serving
     )
     ul, dl = _se(
         key,
-        R,
+        as_complex(R),
         pilot,
         D,
         p,
@@ -620,7 +656,9 @@ def mr_statistics(R, B, pilot, p, tau_p):
     ``m[l,k,i] = E[hhat_lk^H h_li] = sqrt(p_k p_i) tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` if
     ``pilot_i = pilot_k`` else 0 (with equal powers this is the book's
     ``tr(B_lk R_lk^{-1} R_li)``); ``s[l,k,i] = tr(B_lk R_li)``; ``F[l,k] = tr(B_lk)``.
+    A real ``R`` or ``B`` is promoted to complex.
     """
+    R, B = as_complex(R), as_complex(B)
     K = R.shape[1]
     p = powers(p, K, real_dtype(R))
     X = _psi_inv_r(R, pilot, p, tau_p)  # Psi^{-1} R_lk
@@ -640,10 +678,12 @@ def uplink_se_mr_closed_form(R, B, pilot, D, p, tau_p: int, tau_c: int, lsfd: bo
     ``= tr(B_lk R_lk^{-1} R_li)`` for equal powers),
     ``E[g_ki g_ki^H] = diag_l(tr(B_lk R_li)) + E[g_ki] E[g_ki]^H``, ``E||v_lk||^2 = tr(B_lk)``,
     with ``a = 1`` on ``M_k`` or (``lsfd=True``) the optimal LSFD weights. Differentiable in
-    ``R``, ``B``, ``p``. ``B`` from :func:`cfmimo_jax.estimation.estimation_statistics`.
+    ``R``, ``B``, ``p``. ``B`` from :func:`cfmimo_jax.estimation.estimation_statistics`; a real
+    ``R`` or ``B`` is promoted to complex. Equals the ``"mr_dist"`` (``lsfd``:
+    ``"mr_dist_lsfd"``) key of :func:`uplink_se` within Monte-Carlo error.
     """
     _check_closed(R, B, pilot, D, p, None, tau_p, tau_c)
-    return _uplink_mr_cf(R, B, pilot, D, p, tau_p, tau_c, bool(lsfd))
+    return _uplink_mr_cf(as_complex(R), as_complex(B), pilot, D, p, tau_p, tau_c, bool(lsfd))
 
 
 @functools.partial(jax.jit, static_argnames=("tau_p", "tau_c", "lsfd"))
@@ -656,13 +696,17 @@ def _uplink_mr_cf(R, B, pilot, D, p, tau_p, tau_c, lsfd):
 
 
 def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p=None):
-    """Distributed MR downlink SE in closed form (book Cor. 6.3; seed 000 Theorem 1): ``[K]``.
+    """Distributed MR downlink SE in closed form: ``[K]``, the ``"mr_dist"`` key of
+    :func:`downlink_se` without Monte Carlo (book Cor. 6.3; Liu et al., "Mobile Cell-Free
+    Massive MIMO with Multi-Agent Reinforcement Learning: A Scalable Framework", Theorem 1,
+    eqs. (16)-(20)).
 
     With ``b_lk = tr(B_lk)``: ``signal_k = sum_{l in M_k} sqrt(rho_lk b_lk)``,
     ``interf_k = sum_l sum_{i in S_l} rho_li tr(B_li R_lk) / b_li``,
     ``cont_ki = sum_{l in M_i} sqrt(rho_li) tr(B_li R_li^{-1} R_lk) / sqrt(b_li)`` (same pilot),
     ``SINR_k = signal_k^2 / (interf_k + sum_i |cont_ki|^2 - signal_k^2 + 1)``.
-    ``rho[L, K]`` mW. Differentiable in ``R``, ``B``, ``rho`` (and ``p``).
+    ``rho[L, K]`` mW. Differentiable in ``R``, ``B``, ``rho`` (and ``p``). A real ``R`` or ``B``
+    is promoted to complex.
 
     ``p`` (uplink pilot powers, ``[K]`` or scalar): the exact pilot-contamination term for
     unequal powers is ``sqrt(p_i p_k) tau_p tr(R_li Psi_{l,t_i}^{-1} R_lk)``, which reduces to the
@@ -672,7 +716,7 @@ def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p
     equal uplink powers).
     """
     _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c)
-    return _downlink_mr_cf(R, B, pilot, D, rho, p, tau_p, tau_c)
+    return _downlink_mr_cf(as_complex(R), as_complex(B), pilot, D, rho, p, tau_p, tau_c)
 
 
 @functools.partial(jax.jit, static_argnames=("tau_p", "tau_c"))

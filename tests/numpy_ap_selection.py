@@ -1,11 +1,14 @@
-"""Single-environment NumPy (float64) reference of the AP-selection scenario (seed 003).
+"""Single-environment NumPy (float64) reference of the AP-selection scenario ("Graph-Neural
+Multi-Agent Coordination for Distributed Access-Point Selection in Cell-Free Massive MIMO",
+APS-GNN).
 
 The same system as ``cfmimo_jax.envs.ap_selection`` (see its module docstring for the model and
 the parameter choices), written the way a researcher would write the simulator: one Python
 object per network, NumPy arrays inside, an ``np.random.Generator``, a Python loop over the
 ``T_w`` slots of a selection window and NumPy vectorisation over APs and UEs within a slot.
-No JAX. Used as the baseline of ``bench/bench_envs.py`` and validated against the JAX
-environment in ``tests/test_numpy_ap_selection.py``.
+No JAX. Validated against the JAX environment in ``tests/test_numpy_ap_selection.py``; the
+benchmarks (``bench/bench_envs.py``, ``bench/bench_training.py``, ``bench/torch_mappo.py``) use
+it as their NumPy baseline through ``bench/numpy_ap_selection.py``, which loads this file.
 
 Interface (one environment)::
 

@@ -1,4 +1,5 @@
-"""The NumPy single-environment AP-selection reference (bench/) against the JAX environment.
+"""The NumPy single-environment AP-selection reference (``tests/numpy_ap_selection.py``, also
+the benchmarks' baseline) against the JAX environment.
 
 Deterministic where the two can be given the same inputs (one slot from the same positions and
 shadowing field; a whole window of UE motion when no UE reaches its waypoint), statistical
@@ -8,21 +9,15 @@ within Monte-Carlo error.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_ap_selection as npe
 import pytest
 
 from cfmimo_jax.envs import ap_selection as aps
 from cfmimo_jax.geometry import Waypoints
 from cfmimo_jax.pathloss import shadowing_field
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench import numpy_ap_selection as npe  # noqa: E402
 
 L, K = 20, 6
 
