@@ -51,21 +51,30 @@ def evaluate_policies(env, env_params, policies, key, n_envs: int, n_steps: int)
     """``evaluate_policy`` for several policies at once, in one compiled program.
 
     ``policies``: a sequence of ``policy(obs[n_envs, A, ...], key, state) -> actions`` (the same
-    pytree structure, shapes and dtypes for every policy). A ``lax.map`` over the policy index
-    runs the same episodes (same ``key``) for each, choosing the policy with ``lax.switch``, so
-    the environment is traced and compiled once instead of once per policy. Returns the
-    metrics of ``evaluate_policy``, each ``[n_policies, n_steps]``; row ``i`` equals
+    pytree structure and shapes for every policy; integer actions are cast to int32 and real
+    ones to the default float type, so float32 and float64 policies mix). A ``lax.map`` over
+    the policy index runs the same episodes (same ``key``) for each, choosing the policy with
+    ``lax.switch``, so the environment is traced and compiled once instead of once per policy.
+    Returns the metrics of ``evaluate_policy``, each ``[n_policies, n_steps]``; row ``i`` equals
     ``evaluate_policy(..., policies[i], ...)``.
     """
     policies = list(policies)
     if not policies:
         raise ValueError("policies must hold at least one policy")
 
+    def common(a):  # one dtype per kind, so every branch of the switch has the same types
+        a = jnp.asarray(a)
+        if jnp.issubdtype(a.dtype, jnp.integer) or a.dtype == jnp.bool_:
+            return a.astype(jnp.int32)
+        return a.astype(jnp.result_type(float))
+
+    branches = [lambda o, k, s, pol=pol: jax.tree.map(common, pol(o, k, s)) for pol in policies]
+
     def one(i):
         return evaluate_policy(
             env,
             env_params,
-            lambda obs, k, s: jax.lax.switch(i, policies, obs, k, s),
+            lambda obs, k, s: jax.lax.switch(i, branches, obs, k, s),
             key,
             n_envs,
             n_steps,

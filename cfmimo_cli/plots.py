@@ -21,23 +21,27 @@ __all__ = [
     "sort_schemes",
 ]
 
-# Uplink keys of cfmimo_jax.se.uplink_se; "mr" is centralized MR, "mr_dist" distributed MR.
+# Uplink keys of cfmimo_jax.se.uplink_se (cfmimo_jax.se.UPLINK_SCHEMES); "mr_central" is
+# centralized MR, "mr_dist" distributed MR ("mr": the kernels' alias of "mr_central").
 _UPLINK = {
     "mmse": ("MMSE", "C0"),
     "p_mmse": ("P-MMSE", "C1"),
     "p_rzf": ("P-RZF", "C2"),
+    "mr_central": ("MR (centralized)", "C3"),
     "mr": ("MR (centralized)", "C3"),
     "l_mmse": ("L-MMSE", "C4"),
     "lp_mmse": ("LP-MMSE", "C5"),
     "mr_dist": ("MR (distributed)", "C6"),
 }
-# Downlink keys of cfmimo_jax.se.downlink_se; "mr" is distributed MR there.
+# Downlink keys of cfmimo_jax.se.downlink_se (cfmimo_jax.se.DOWNLINK_SCHEMES); "mr_dist" is
+# distributed MR ("mr": the kernels' alias of "mr_dist").
 _DOWNLINK = {
     "mmse": ("MMSE", "C0"),
     "p_mmse": ("P-MMSE", "C1"),
     "p_rzf": ("P-RZF", "C2"),
     "l_mmse": ("L-MMSE", "C4"),
     "lp_mmse": ("LP-MMSE", "C5"),
+    "mr_dist": ("MR (distributed)", "C6"),
     "mr": ("MR (distributed)", "C6"),
 }
 _CENTRALIZED = {"mmse", "p_mmse", "p_rzf"}
@@ -72,7 +76,7 @@ def _style(direction: str, scheme: str) -> tuple[str, str | None, str, bool]:
     table = _UPLINK if direction == "uplink" else _DOWNLINK
     base, lsfd, genie = _split(scheme)
     label, colour = table.get(base, (base, None))
-    centralized = base in _CENTRALIZED or (direction == "uplink" and base == "mr")
+    centralized = base in _CENTRALIZED or (direction == "uplink" and base in ("mr", "mr_central"))
     style = "-" if centralized else "--"
     if lsfd:
         label += " + opt. LSFD"
