@@ -41,6 +41,7 @@ DEFAULT_CONFIG = {
     "noise_end": 0.05,
     "noise_decay_steps": 500,  # vectorised environment steps of the linear decay
     "random_steps": 20,  # first vectorised steps with uniform random actions
+    "action_reg": 0.0,  # weight of mean(pre-tanh actor output^2) in the actor loss
     "centralised_actor": False,  # set by the preset: true = DDPG, false = MADDPG
 }
 
@@ -54,7 +55,7 @@ class DDPGTrainer(op.OffPolicyTrainer):
         for name in ("lr_actor", "lr_critic"):
             if not cfg[name] > 0:
                 raise ValueError(f"{name} must be positive, got {cfg[name]}")
-        for name in ("noise_start", "noise_end"):
+        for name in ("noise_start", "noise_end", "action_reg"):
             if not cfg[name] >= 0:
                 raise ValueError(f"{name} must be >= 0, got {cfg[name]}")
         for name in ("noise_decay_steps", "random_steps"):
@@ -85,15 +86,19 @@ class DDPGTrainer(op.OffPolicyTrainer):
 
     # ---- networks -------------------------------------------------------------------------
 
-    def policy_u(self, actor_params, obs):
-        """``obs[..., A, *obs_shape] -> u[..., A, D]`` in ``[-1, 1]``."""
+    def policy_pre(self, actor_params, obs):
+        """``obs[..., A, *obs_shape] -> z[..., A, D]``, the actor's output before ``tanh``."""
         A = self.n_agents
         lead = obs.shape[: obs.ndim - 1 - len(self.env.obs_shape)]
         if self.config.centralised_actor:
             x = obs.reshape(lead + (A * self.F,))
-            return jnp.tanh(self.actor.apply(actor_params, x)).reshape(lead + (A, self.D))
+            return self.actor.apply(actor_params, x).reshape(lead + (A, self.D))
         x = obs.reshape(lead + (A, self.F))
-        return jnp.tanh(self.actor.apply(actor_params, x))
+        return self.actor.apply(actor_params, x)
+
+    def policy_u(self, actor_params, obs):
+        """``obs[..., A, *obs_shape] -> u[..., A, D] = tanh(z)`` in ``[-1, 1]``."""
+        return jnp.tanh(self.policy_pre(actor_params, obs))
 
     def q_values(self, critic_params, joint, u):
         """``joint[..., S]``, ``u[..., A, D]`` -> ``Q[..., A]``: every agent's critic sees the
@@ -166,14 +171,18 @@ class DDPGTrainer(op.OffPolicyTrainer):
         A = self.n_agents
 
         def actor_loss(ap):
-            mu = self.policy_u(ap, batch.obs)  # [B, A, D]
+            z = self.policy_pre(ap, batch.obs)  # [B, A, D]
+            mu = jnp.tanh(z)
+            # a penalty on the pre-tanh output keeps the actor off tanh's flat tails, where its
+            # gradient vanishes and a saturated action can never come back
+            reg = c.action_reg * jnp.mean(z**2)
             if c.centralised_actor:
-                return -jnp.mean(self.q_values(critic, joint, mu)[..., 0])
+                return reg - jnp.mean(self.q_values(critic, joint, mu)[..., 0])
             # row i: agent i's action from its actor, the others' from the buffer; critic i only
             eye = jnp.eye(A, dtype=bool)[None, :, :, None]  # [1, i, j, 1]
             mix = jnp.where(eye, mu[:, None], batch.action[:, None])  # [B, i, A, D]
             mix = mix.reshape(mix.shape[:2] + (A * self.D,))
-            return -jnp.mean(self.q_per_agent(critic, joint, mix))
+            return reg - jnp.mean(self.q_per_agent(critic, joint, mix))
 
         l_a, g_a = jax.value_and_grad(actor_loss)(params["actor"])
         upd, os_a = self.opt_actor.update(g_a, opt_state["actor"], params["actor"])

@@ -389,6 +389,8 @@ def test_registry_and_defaults():
         ("obs_offset_db", None),
         ("obs_scale_db", 0.0),
         ("obs_se_scale", -1.0),
+        ("power_db_range", 0.0),
+        ("power_db_range", "30"),
         ("bogus_key", 1),
     ],
 )
@@ -400,3 +402,36 @@ def test_bad_config_raises_naming_the_key(key, value):
 def test_lsfd_downlink_refused():
     with pytest.raises(ValueError, match="lsfd"):
         pc.make({"link": "downlink", "lsfd": True})
+
+
+@pytest.mark.parametrize("name", ["ul", "dl"])
+def test_decibel_actions_map_to_the_same_powers(name):
+    """``power_db_range = r``: an action ``a`` in ``[-r, 0]`` dB is the power ``p_max 10^(a/10)``
+    (downlink: the budget fraction ``10^(a/10)``), so the linear env's powers, written in dB,
+    give the same powers; full and fractional give the same powers as in the linear env (the
+    fractional ones floored at ``-r`` dB)."""
+    env, params, obs, st, acts, _ = _rollout(name)
+    r = 30.0
+    env_db, _ = pc.make({**CFG, **VARIANTS[name], "power_db_range": r})
+    assert env_db.action_space == spaces.Box(-r, 0.0, env.action_space.shape)
+    rng = np.random.default_rng(0)
+    scale = env.p_max if env.uplink else 1.0
+    for i in range(N_ENVS):
+        s_i = _one(st, i)
+        lin = scale * 10.0 ** rng.uniform(-r / 10, 0, (env.n_agents,) + env.action_space.shape)
+        np.testing.assert_allclose(
+            np.asarray(env_db.powers(s_i, 10.0 * np.log10(lin / scale))),
+            np.asarray(env.powers(s_i, lin)),
+            rtol=1e-9,
+        )
+    hs_db = env_db.heuristics()
+    for pol in ("full", "fractional"):
+        a_db = np.asarray(hs_db[pol](obs, st))
+        assert np.all(a_db >= -r - 1e-9) and np.all(a_db <= 1e-12)
+        floored = np.maximum(np.asarray(acts[pol]), scale * 10 ** (-r / 10))
+        for i in range(N_ENVS):
+            np.testing.assert_allclose(
+                np.asarray(env_db.powers(_one(st, i), a_db[i])),
+                np.asarray(env.powers(_one(st, i), floored[i])),
+                rtol=1e-9,
+            )

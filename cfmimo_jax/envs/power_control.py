@@ -29,8 +29,9 @@ evaluates the SINR of the new powers.
 Agents and actions:
 
 * uplink: one agent per UE (``n_agents = K``); ``continuous``: ``Box(0, p_max_mw, (1,))``, the
-  UE's data power in mW; ``discrete``: ``Discrete(n_levels)``, power level
-  ``p_max * linspace(0, 1, n_levels)[a]``.
+  UE's data power in mW (with ``power_db_range = r``: ``Box(-r, 0, (1,))``, the power in dB
+  below ``p_max``, ``p = p_max 10^(a / 10)``; the downlink's fractions likewise);
+  ``discrete``: ``Discrete(n_levels)``, power level ``p_max * linspace(0, 1, n_levels)[a]``.
 * downlink: one agent per AP (``n_agents = L``); ``continuous``: ``Box(0, 1, (K,))``, budget
   fractions ``a_lk``, ``rho_lk = rho_max D_lk a_lk / max(1, sum_k D_lk a_lk)`` (an AP never
   exceeds ``rho_max``; entries of UEs it does not serve are ignored); ``discrete``:
@@ -178,6 +179,7 @@ class PowerControl(MultiAgentEnv):
         episode_steps: int = 5,
         opt_steps: int = 200,
         opt_lr: float | None = None,
+        power_db_range: float | None = None,
     ):
         self.L = V.positive_int("n_aps", n_aps)
         self.N = V.positive_int("n_antennas", n_antennas)
@@ -206,15 +208,19 @@ class PowerControl(MultiAgentEnv):
         self.episode_steps = V.positive_int("episode_steps", episode_steps)
         self.opt_steps = V.positive_int("opt_steps", opt_steps)
         self.opt_lr = OPT_LR[link] if opt_lr is None else _positive("opt_lr", opt_lr)
+        if power_db_range is not None:
+            power_db_range = _positive("power_db_range", power_db_range)
+        self.db_range = power_db_range
         L, K = self.L, self.K
         self.uplink = link == "uplink"
         self.n_agents = K if self.uplink else L
+        shape = (1,) if self.uplink else (K,)
         if action == "discrete":
             self.action_space = spaces.Discrete(self.n_levels)
-        elif self.uplink:
-            self.action_space = spaces.Box(0.0, self.p_max, (1,))
+        elif self.db_range is not None:  # decibels below the maximum
+            self.action_space = spaces.Box(-self.db_range, 0.0, shape)
         else:
-            self.action_space = spaces.Box(0.0, 1.0, (K,))
+            self.action_space = spaces.Box(0.0, self.p_max if self.uplink else 1.0, shape)
         self.obs_dim = 2 * L + 3 if self.uplink else 5 * K
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,))
         n_power = K if self.uplink else L * K
@@ -235,6 +241,9 @@ class PowerControl(MultiAgentEnv):
             if self.uplink:
                 return self.p_max * frac
             return frac[:, None] * self._split(state)
+        if self.db_range is not None:
+            lin = 10.0 ** (jnp.clip(actions, -self.db_range, 0.0).astype(state.F.dtype) / 10.0)
+            actions = lin * self.p_max if self.uplink else lin
         if self.uplink:
             return jnp.clip(actions[..., 0], 0.0, self.p_max).astype(state.F.dtype)
         w = jnp.where(state.D, jnp.clip(actions, 0.0, 1.0), 0.0).astype(state.F.dtype)
@@ -369,9 +378,18 @@ class PowerControl(MultiAgentEnv):
             return fractional_uplink(gain, state.D, self.p_max)[:, None]
         return fractional_downlink(gain, state.D, 1.0)
 
+    def _to_action(self, v):
+        """Continuous linear actions (uplink mW, downlink budget fractions) in the action
+        space: unchanged, or in dB below the maximum with ``power_db_range``."""
+        if self.db_range is None:
+            return v
+        scale = self.p_max if self.uplink else 1.0
+        floor = 10.0 ** (-self.db_range / 10.0)
+        return 10.0 * jnp.log10(jnp.maximum(v / scale, floor))
+
     def _fractional_policy(self, state):
         if self.action == "continuous":
-            return self._fractional_continuous(state)
+            return self._to_action(self._fractional_continuous(state))
         if not self.uplink:
             return self._full_actions(state.F.dtype)
         x = self._fractional_continuous(state)[:, 0] / self.p_max
@@ -383,7 +401,7 @@ class PowerControl(MultiAgentEnv):
         if self.uplink:
             # x = p / p_max in [0, 1]^K
             def to_actions(x):
-                return (self.p_max * x)[:, None]
+                return self._to_action((self.p_max * x)[:, None])
 
             inits = jnp.stack([jnp.ones((K,), dt), self._fractional_continuous(state)[:, 0]])
             inits = inits.at[1].divide(self.p_max)
@@ -392,7 +410,7 @@ class PowerControl(MultiAgentEnv):
             # x = rho / rho_max in [0, 1]^(L x K), per-AP budget 1
 
             def to_actions(x):
-                return x
+                return self._to_action(x)
 
             inits = jnp.stack([jnp.ones((L, K), dt), self._fractional_continuous(state)])
 
@@ -512,6 +530,7 @@ DEFAULT_CONFIG = {
     "episode_steps": 5,  # steps per setup, then truncated
     "opt_steps": 200,  # projected-gradient steps of the "optimised" oracle
     "opt_lr": None,  # its Adam learning rate; None: 0.1 uplink (log domain), 0.02 downlink
+    "power_db_range": None,  # continuous actions in dB below the maximum, [-range, 0]; None: linear
     "obs_offset_db": -20.0,  # observed gain (gain_db - offset) / scale
     "obs_scale_db": 10.0,
     "obs_se_scale": 2.0,  # observed SE / scale
