@@ -75,6 +75,25 @@ SHARED = (
 # ---- set-up ---------------------------------------------------------------------------------
 
 
+# the variant the NumPy environment implements (keys the scenario lacks are left out)
+PINNED = {
+    "link": "uplink",
+    "action": "continuous",
+    "lsfd": False,
+    "power_db_range": None,
+    "features": "gains",
+}
+
+
+def env_config():
+    """The scenario's configuration: its defaults, with the ``PINNED`` keys that differ from
+    them set (empty when the defaults are the implemented variant)."""
+    from cfmimo_jax import envs
+
+    defaults = envs.default_config(SCENARIO)
+    return {k: v for k, v in PINNED.items() if k in defaults and defaults[k] != v}
+
+
 def chunk_updates(n_envs):
     """Updates per compiled call: 100 vectorised steps up to 64 environments, 50 at 256, 20
     beyond (a multiple of the 5-step episodes, about 0.3-3 s a call)."""
@@ -85,7 +104,7 @@ def build_jax(n_envs):
     import algorithms
     from cfmimo_jax import envs
 
-    env, env_params = envs.make(SCENARIO)
+    env, env_params = envs.make(SCENARIO, env_config())
     upc = chunk_updates(n_envs)
     cfg = dict(n_envs=int(n_envs), n_steps=N_STEPS, n_updates=upc, updates_per_chunk=upc)
     return env, env_params, algorithms.make_train(ALGORITHM, cfg, env, env_params)
@@ -112,6 +131,8 @@ def numpy_env_kwargs(env, env_params):
         raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
     if getattr(env, "db_range", None) is not None:
         raise ValueError("the NumPy environment implements linear powers (power_db_range null)")
+    if getattr(env, "features", "gains") != "gains":
+        raise ValueError("the NumPy environment implements the gain observations (features)")
     return dict(
         tau_p=env.tau_p,
         tau_c=env.tau_c,
@@ -180,7 +201,7 @@ def env_parity(n_setups=16, seed=1):
     from bench.numpy_power_control import PowerControlNumPy
     from cfmimo_jax import envs
 
-    env, ep = envs.make(SCENARIO)
+    env, ep = envs.make(SCENARIO, env_config())
     setups, obs, st = setup_pool(env, ep, n_setups, seed)
     npe = PowerControlNumPy(setups, **numpy_env_kwargs(env, ep))
     step = jax.jit(env.step)
@@ -441,7 +462,7 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     from bench.numpy_power_control import PowerControlNumPy
     from cfmimo_jax import envs
 
-    env, ep = envs.make(SCENARIO)
+    env, ep = envs.make(SCENARIO, env_config())
     keys = jax.random.split(jax.random.PRNGKey(seed), n_envs)
     _, st = jax.jit(jax.vmap(env.reset, (0, None)))(keys, ep)
     act = jnp.full((n_envs, env.n_agents, 1), 0.5 * env.p_max, jnp.float32)
@@ -674,7 +695,9 @@ def write_report(path, info, setup, res, wall):
     )
     add("")
     add(
-        '- Scenario: `cfmimo_jax.envs.make("power_control")` with its defaults: uplink, '
+        '- Scenario: `cfmimo_jax.envs.make("power_control")` with its defaults'
+        + (f" except {setup['env_overrides']}" if setup.get("env_overrides") else "")
+        + ": uplink, "
         f"continuous data powers in [0, {setup['p_max']:g}] mW, {setup['n_aps']} APs x "
         f"{setup['n_antennas']} antennas, {setup['n_agents']} UEs (one agent each), "
         f"tau_p = {setup['tau_p']}, a new setup every {setup['episode_steps']} steps, reward "
@@ -931,6 +954,7 @@ def main(argv=None):
     c = trainer.config
     setup = dict(
         quick=args.quick,
+        env_overrides=env_config(),
         jax_n_envs=jax_n,
         torch_n_envs=torch_n,
         jax_repeats=repeats,
