@@ -124,6 +124,8 @@ class PowerControlNumPy:
             raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
         if getattr(env, "db_range", None) is not None:
             raise ValueError("the NumPy environment implements linear powers (power_db_range)")
+        if getattr(env, "features", "gains") != "gains":
+            raise ValueError("the NumPy environment implements the gain observations (features)")
         return cls(
             setups,
             tau_p=env.tau_p,
