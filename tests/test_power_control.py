@@ -33,6 +33,8 @@ CFG = dict(
     side_m=300.0,
     episode_steps=3,
     opt_steps=60,
+    features="gains",  # the raw-gain layout (the coupling features have their own test)
+    power_db_range=None,  # linear actions (the dB map has its own test)
 )
 VARIANTS = {
     "ul": dict(link="uplink"),
@@ -358,11 +360,12 @@ def test_registry_and_defaults():
     assert cfg == pc.DEFAULT_CONFIG and cfg is not pc.DEFAULT_CONFIG
     env, params = envs.make("power_control")
     assert (env.L, env.N, env.K, env.tau_p, env.tau_c) == (16, 2, 6, 3, 200)
-    assert env.n_agents == 6 and env.action_space == spaces.Box(0.0, 100.0, (1,))
+    assert env.n_agents == 6 and env.action_space == spaces.Box(-30.0, 0.0, (1,))
+    assert env.features == "coupling" and env.db_range == 30.0
     env, _ = envs.make("power_control", {"link": "downlink", "action": "discrete"})
     assert env.n_agents == 16 and env.action_space == spaces.Discrete(5)
     env, _ = envs.make("power_control", {"link": "downlink"})
-    assert env.action_space == spaces.Box(0.0, 1.0, (6,))
+    assert env.action_space == spaces.Box(-30.0, 0.0, (6,)) and env.features == "gains"
 
 
 @pytest.mark.parametrize(
@@ -389,6 +392,7 @@ def test_registry_and_defaults():
         ("obs_offset_db", None),
         ("obs_scale_db", 0.0),
         ("obs_se_scale", -1.0),
+        ("features", "raw"),
         ("power_db_range", 0.0),
         ("power_db_range", "30"),
         ("bogus_key", 1),
@@ -435,3 +439,30 @@ def test_decibel_actions_map_to_the_same_powers(name):
                 np.asarray(env.powers(_one(st, i), floored[i])),
                 rtol=1e-9,
             )
+
+
+def test_coupling_features_determine_the_sinr():
+    """``features="coupling"``: from the observed ``snr_k`` and ``inr_ki`` (dB / 10) alone,
+    ``SINR_k = q_k snr_k / (sum_i q_i inr_ki - q_k snr_k + 1)`` with ``q = p / p_max`` gives the
+    environment's SE for any powers (book Thm 5.4, a = 1), in NumPy float64; the observation
+    and global-state layouts hold them."""
+    env, params, obs, st, acts, _ = _rollout("ul")
+    env_c, _ = pc.make({**CFG, "features": "coupling"})
+    K = env.K
+    assert env_c.observation_space.shape == (2 * K + 4,)
+    assert env_c.global_state_space.shape == (K + K * K + K + K,)
+    rng = np.random.default_rng(1)
+    for i in range(N_ENVS):
+        s_i = _one(st, i)
+        o = np.asarray(env_c._obs(s_i, params))
+        snr, inr = 10.0 ** o[:, 0], 10.0 ** o[:, 1 : 1 + K]  # log10 = dB / 10
+        np.testing.assert_allclose(10.0 ** o[:, 1 + K : 1 + 2 * K], inr.T, rtol=1e-9)
+        gs = np.asarray(env_c.global_state(s_i))
+        np.testing.assert_allclose(gs[:K], o[:, 0], rtol=1e-12)
+        q = rng.uniform(0.0, 1.0, K)
+        sinr = q * snr / (inr @ q - q * snr + 1.0)
+        want = (env.tau_c - env.tau_p) / env.tau_c * np.log2(1.0 + sinr)
+        got = np.asarray(env.se(s_i, env.p_max * q))
+        np.testing.assert_allclose(got, want, rtol=1e-8)
+    with pytest.raises(ValueError, match="uplink only"):
+        pc.make({"link": "downlink", "features": "coupling"})
