@@ -76,13 +76,7 @@ SHARED = (
 
 
 # the variant the NumPy environment implements (keys the scenario lacks are left out)
-PINNED = {
-    "link": "uplink",
-    "action": "continuous",
-    "lsfd": False,
-    "power_db_range": None,
-    "features": "gains",
-}
+PINNED = {"link": "uplink", "action": "continuous", "lsfd": False}
 
 
 def env_config():
@@ -129,10 +123,6 @@ def numpy_env_kwargs(env, env_params):
     """Keyword arguments of ``PowerControlNumPy`` for ``env`` (uplink, continuous)."""
     if not env.uplink or env.action != "continuous" or env.lsfd:
         raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
-    if getattr(env, "db_range", None) is not None:
-        raise ValueError("the NumPy environment implements linear powers (power_db_range null)")
-    if getattr(env, "features", "gains") != "gains":
-        raise ValueError("the NumPy environment implements the gain observations (features)")
     return dict(
         tau_p=env.tau_p,
         tau_c=env.tau_c,
@@ -141,7 +131,14 @@ def numpy_env_kwargs(env, env_params):
         obs_offset_db=float(env_params.obs_offset_db),
         obs_scale_db=float(env_params.obs_scale_db),
         obs_se_scale=float(env_params.obs_se_scale),
+        power_db_range=getattr(env, "db_range", None),
+        features=getattr(env, "features", "gains"),
     )
+
+
+def _action_box(env):
+    """``(low, high)`` of the per-agent action ``Box`` (one feature)."""
+    return float(np.min(env.action_space.low)), float(np.max(env.action_space.high))
 
 
 def setup_pool(env, env_params, n, seed):
@@ -208,6 +205,7 @@ def env_parity(n_setups=16, seed=1):
     gstate = jax.jit(env.global_state)
     rng = np.random.default_rng(seed)
     K = env.n_agents
+    lo, hi = _action_box(env)
     r_np, r_jax = [], []
     obs_abs = state_abs = 0.0
     for i in range(n_setups):
@@ -218,9 +216,9 @@ def env_parity(n_setups=16, seed=1):
             state_abs, float(np.max(np.abs(npe.global_state() - np.asarray(gstate(s)))))
         )
         for t in range(env.episode_steps):
-            a = rng.uniform(0.0, env.p_max, (K, 1))
+            a = rng.uniform(lo, hi, (K, 1))
             if t == 1:  # the bounds of the action space (and beyond: clipped by both)
-                a[0], a[1], a[2] = 0.0, env.p_max, 1.5 * env.p_max
+                a[0], a[1], a[2], a[3] = lo, hi, hi + 0.5 * (hi - lo), lo - 0.5 * (hi - lo)
             a = a.astype(np.float32)
             o_j, s_next, rew, done, info = step(jax.random.PRNGKey(t), s, jnp.asarray(a), ep)
             o_n, rew_n, done_n, info_n = npe.step(a)
@@ -465,7 +463,8 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     env, ep = envs.make(SCENARIO, env_config())
     keys = jax.random.split(jax.random.PRNGKey(seed), n_envs)
     _, st = jax.jit(jax.vmap(env.reset, (0, None)))(keys, ep)
-    act = jnp.full((n_envs, env.n_agents, 1), 0.5 * env.p_max, jnp.float32)
+    mid = 0.5 * sum(_action_box(env))
+    act = jnp.full((n_envs, env.n_agents, 1), mid, jnp.float32)
     step = jax.vmap(env.step_env, (0, 0, 0, None))
     _, t_step, _ = _time_compiled(lambda k, s: step(k, s, act, ep), (keys, st), repeats)
     reset = jax.vmap(env.reset, (0, None))
@@ -473,7 +472,7 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     kw = dict(env_kwargs, episode_steps=10**9)  # steps without the automatic reset
     npe = PowerControlNumPy(setups, seed=seed, **kw)
     npe.reset()
-    a = np.full((env.n_agents, 1), 0.5 * env.p_max, np.float32)
+    a = np.full((env.n_agents, 1), mid, np.float32)
     t0 = time.perf_counter()
     for _ in range(n_numpy):
         npe.reset()
@@ -673,6 +672,16 @@ def analyse(res, cores):
     return head, split, reading, ratio
 
 
+def _action_words(setup):
+    lo, hi = setup["action_box"]
+    if setup.get("power_db_range") is not None:
+        return (
+            f"continuous data powers in dB below p_max = {setup['p_max']:g} mW, actions in "
+            f"[{lo:g}, {hi:g}] dB"
+        )
+    return f"continuous data powers in [{lo:g}, {hi:g}] mW"
+
+
 def write_report(path, info, setup, res, wall):
     L = []
     add = L.append
@@ -698,10 +707,12 @@ def write_report(path, info, setup, res, wall):
         '- Scenario: `cfmimo_jax.envs.make("power_control")` with its defaults'
         + (f" except {setup['env_overrides']}" if setup.get("env_overrides") else "")
         + ": uplink, "
-        f"continuous data powers in [0, {setup['p_max']:g}] mW, {setup['n_aps']} APs x "
+        + _action_words(setup)
+        + f", {setup['n_aps']} APs x "
         f"{setup['n_antennas']} antennas, {setup['n_agents']} UEs (one agent each), "
         f"tau_p = {setup['tau_p']}, a new setup every {setup['episode_steps']} steps, reward "
-        "the closed-form distributed MR sum SE (book Thm 5.4 / Cor. 5.6, a = 1); observation "
+        "the closed-form distributed MR sum SE (book Thm 5.4 / Cor. 5.6, a = 1); "
+        f"`{setup['features']}` observations, "
         f"{setup['obs_dim']} features per agent, global state {setup['state_dim']}."
     )
     add(
@@ -967,6 +978,9 @@ def main(argv=None):
         n_agents=env.n_agents,
         tau_p=env.tau_p,
         p_max=env.p_max,
+        action_box=list(_action_box(env)),
+        power_db_range=getattr(env, "db_range", None),
+        features=getattr(env, "features", "gains"),
         episode_steps=env.episode_steps,
         obs_dim=int(np.prod(env.obs_shape)),
         state_dim=int(np.prod(env.global_state_space.shape)),

@@ -2,8 +2,10 @@
 
 The baseline environment of ``bench/bench_offpolicy.py`` (stepped by ``bench/torch_maddpg.py``):
 the default configuration of ``cfmimo_jax.envs.make("power_control")`` (uplink, continuous
-actions, ``L = 16`` APs with ``N = 2`` antennas, ``K = 6`` UEs, ``tau_p = 3``, ``tau_c = 200``,
-``p_max = 100`` mW, 5 steps per setup, distributed MR with ``a = 1``), written the way a paper's
+actions, in dB below ``p_max`` over ``power_db_range`` or linear in mW, ``L = 16`` APs with
+``N = 2`` antennas, ``K = 6`` UEs, ``tau_p = 3``, ``tau_c = 200``, ``p_max = 100`` mW, 5 steps
+per setup, distributed MR with ``a = 1``, ``coupling`` or ``gains`` observations; the uplink
+variants ``from_env`` accepts), written the way a paper's
 code base writes it: one Python object per network, NumPy vectorised over APs, UEs and antennas,
 float64. No JAX in here.
 
@@ -21,7 +23,8 @@ here, in NumPy, from ``R`` and ``pilot``:
   (book Cor. 5.6, SPEC 2.5): ``m[l,k,i] = E[g_ki]_l = p tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)``
   for ``t_i = t_k`` (else 0), ``s[l,k,i] = tr(B_lk R_li)``, ``F[l,k] = tr(B_lk)``;
 * at every step, the uplink SINR of book Thm 5.4 with ``a = D[:, k]`` and the data powers
-  ``p[K]`` (the actions, mW, clipped to ``[0, p_max]``)::
+  ``p[K]`` (mW; from the actions ``a[K, 1]``: ``p = p_max 10^(clip(a, -r, 0) / 10)`` with
+  ``power_db_range = r``, else ``a`` itself, clipped to ``[0, p_max]``)::
 
       proj_ki = sum_l D_lk m[l,k,i]
       SINR_k  = p_k |proj_kk|^2 / (sum_i p_i (|proj_ki|^2 + sum_l D_lk s[l,k,i])
@@ -30,11 +33,18 @@ here, in NumPy, from ``R`` and ``pilot``:
 
   and the reward of every agent, ``sum_k SE_k``.
 
-Observations and global state exactly as ``cfmimo_jax.envs.power_control`` builds them:
-UE ``k`` sees ``[g_{:,k} (L), D_{:,k} (L), n_k, p_k / p_max, SE_k / obs_se_scale]`` with the
-normalised gain ``g = (gain_db - obs_offset_db) / obs_scale_db``, the pilot load
-``n_k = |{i : t_i = t_k}| / K`` and the previous step's power and SE (at reset: full power and
-its SEs); the global state is ``[g (L K), D (L K), p / p_max (K), SE / obs_se_scale (K)]``, flat.
+Observations and global state exactly as ``cfmimo_jax.envs.power_control`` builds them, with
+the pilot load ``n_k = |{i : t_i = t_k}| / K`` and the previous step's power and SE (at reset:
+full power and its SEs):
+
+* ``features="gains"``: UE ``k`` sees ``[g_{:,k} (L), D_{:,k} (L), n_k, p_k / p_max,
+  SE_k / obs_se_scale]`` with the normalised gain ``g = (gain_db - obs_offset_db) /
+  obs_scale_db``; global state ``[g (L K), D (L K), p / p_max (K), SE / obs_se_scale (K)]``;
+* ``features="coupling"``: the SINR terms at full power in dB / 10, ``snr_k = log10(p_max S_k /
+  N_k)``, ``inr_ki = log10(p_max C_ki / N_k)`` with ``S_k = |proj_kk|^2``, ``C_ki = |proj_ki|^2
+  + sum_l D_lk s[l,k,i]``, ``N_k = sum_l D_lk F_lk`` (computed once per setup, at reset); UE
+  ``k`` sees ``[snr_k, inr_{k,:} (K), inr_{:,k} (K), n_k, p_k / p_max, SE_k / obs_se_scale]``;
+  global state ``[snr (K), inr (K K), p / p_max (K), SE / obs_se_scale (K)]``.
 An episode is ``episode_steps`` steps, then truncated (never terminated); ``step`` resets
 automatically and returns the finished episode's last observation and global state in ``info``.
 """
@@ -85,7 +95,7 @@ class PowerControlNumPy:
 
     ``setups``: dict of NumPy arrays with a leading pool axis ``P``: ``R[P, L, K, N, N]``,
     ``pilot[P, K]``, ``D[P, L, K]``, ``gain_db[P, L, K]``. Interface: ``reset() -> obs``,
-    ``step(actions[K, 1] mW) -> (obs[K, 2L+3], reward[K], done, info)``, ``global_state()``;
+    ``step(actions[K, 1]) -> (obs[K, obs_dim], reward[K], done, info)``, ``global_state()``;
     after ``done`` the returned observation is the new episode's and ``info["final_obs"]`` /
     ``info["final_state"]`` hold the finished one's.
     """
@@ -101,8 +111,12 @@ class PowerControlNumPy:
         obs_offset_db: float = -20.0,
         obs_scale_db: float = 10.0,
         obs_se_scale: float = 2.0,
+        power_db_range: float | None = None,
+        features: str = "gains",
         seed: int = 0,
     ):
+        if features not in ("gains", "coupling"):
+            raise ValueError(f"features must be 'gains' or 'coupling', got {features!r}")
         self.setups = {k: np.asarray(setups[k]) for k in ("R", "pilot", "D", "gain_db")}
         P, L, K, N, _ = self.setups["R"].shape
         self.n_setups, self.L, self.K, self.N = P, L, K, N
@@ -111,9 +125,16 @@ class PowerControlNumPy:
         self.episode_steps = int(episode_steps)
         self.offset, self.scale, self.se_scale = obs_offset_db, obs_scale_db, obs_se_scale
         self.prelog = (self.tau_c - self.tau_p) / self.tau_c
+        self.db_range = None if power_db_range is None else float(power_db_range)
+        self.features = features
         self.n_agents = K
-        self.obs_dim = 2 * L + 3
-        self.state_dim = 2 * L * K + 2 * K
+        if features == "coupling":
+            self.obs_dim, self.state_dim = 2 * K + 4, K + K * K + 2 * K
+        else:
+            self.obs_dim, self.state_dim = 2 * L + 3, 2 * L * K + 2 * K
+        # the per-agent action box (``actions[K, 1]``)
+        self.action_low = 0.0 if self.db_range is None else -self.db_range
+        self.action_high = self.p_max if self.db_range is None else 0.0
         self.rng = np.random.default_rng(seed)
 
     @classmethod
@@ -122,10 +143,6 @@ class PowerControlNumPy:
         ``PowerControlParams``; ``setups`` as in the class docstring."""
         if not env.uplink or env.action != "continuous" or env.lsfd:
             raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
-        if getattr(env, "db_range", None) is not None:
-            raise ValueError("the NumPy environment implements linear powers (power_db_range)")
-        if getattr(env, "features", "gains") != "gains":
-            raise ValueError("the NumPy environment implements the gain observations (features)")
         return cls(
             setups,
             tau_p=env.tau_p,
@@ -135,6 +152,8 @@ class PowerControlNumPy:
             obs_offset_db=float(params.obs_offset_db),
             obs_scale_db=float(params.obs_scale_db),
             obs_se_scale=float(params.obs_se_scale),
+            power_db_range=getattr(env, "db_range", None),
+            features=getattr(env, "features", "gains"),
             seed=seed,
         )
 
@@ -152,7 +171,19 @@ class PowerControlNumPy:
         self.m, self.s, self.F = mr_statistics(R, B, X, self.pilot, self.p_max, self.tau_p)
         same = self.pilot[:, None] == self.pilot[None, :]
         self.load = np.sum(same, axis=1) / self.K
+        if self.features == "coupling":
+            self.snr, self.inr = self.coupling()
         self.t = 0
+
+    def coupling(self):
+        """``(snr[K], inr[K, K])``: the SINR terms at full power in dB / 10 (module doc)."""
+        proj = np.einsum("lk,lki->ki", self.Df, self.m)
+        C = np.abs(proj) ** 2 + np.einsum("lk,lki->ki", self.Df, self.s)
+        S = np.diagonal(np.abs(proj) ** 2)
+        N = np.maximum(np.sum(self.Df * self.F, axis=0), 1e-30)
+        snr = np.log10(np.maximum(self.p_max * S / N, 1e-30))
+        inr = np.log10(np.maximum(self.p_max * C / N[:, None], 1e-30))
+        return snr, inr
 
     def se(self, p):
         """``SE[K]`` (bit/s/Hz) of the data powers ``p[K]`` (mW) on the current setup."""
@@ -160,18 +191,24 @@ class PowerControlNumPy:
 
     def _obs(self):
         extra = np.stack([self.load, self.power / self.p_max, self.se_prev / self.se_scale], 1)
+        if self.features == "coupling":  # [K, 2K + 4]
+            return np.concatenate([self.snr[:, None], self.inr, self.inr.T, extra], axis=1)
         return np.concatenate([self.gain_obs.T, self.Df.T, extra], axis=1)  # [K, 2L + 3]
 
     def global_state(self):
-        """``[g (L K), D (L K), p / p_max (K), SE / obs_se_scale (K)]``."""
-        return np.concatenate(
-            [
-                self.gain_obs.ravel(),
-                self.Df.ravel(),
-                self.power / self.p_max,
-                self.se_prev / self.se_scale,
-            ]
-        )
+        """``[g (L K), D (L K), p / p_max (K), SE / obs_se_scale (K)]`` (gains) or ``[snr (K),
+        inr (K K), p / p_max (K), SE / obs_se_scale (K)]`` (coupling)."""
+        prev = [self.power / self.p_max, self.se_prev / self.se_scale]
+        if self.features == "coupling":
+            return np.concatenate([self.snr, self.inr.ravel(), *prev])
+        return np.concatenate([self.gain_obs.ravel(), self.Df.ravel(), *prev])
+
+    def powers(self, actions):
+        """``actions[K, 1]`` -> data powers ``p[K]`` in mW (module docstring)."""
+        a = np.asarray(actions, np.float64)[:, 0]
+        if self.db_range is not None:
+            a = self.p_max * 10.0 ** (np.clip(a, -self.db_range, 0.0) / 10.0)
+        return np.clip(a, 0.0, self.p_max)
 
     # ---- interface ---------------------------------------------------------------------
 
@@ -185,8 +222,8 @@ class PowerControlNumPy:
         return self._obs()
 
     def step(self, actions):
-        """``actions[K, 1]`` (mW) -> ``(obs, reward[K], done, info)`` with auto-reset."""
-        p = np.clip(np.asarray(actions, np.float64)[:, 0], 0.0, self.p_max)
+        """``actions[K, 1]`` -> ``(obs, reward[K], done, info)`` with auto-reset."""
+        p = self.powers(actions)
         se = self.se(p)
         sum_se = float(np.sum(se))
         self.power, self.se_prev = p, se

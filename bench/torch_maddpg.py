@@ -191,7 +191,7 @@ class TorchMADDPG:
         ]
         e = self.envs[0]
         self.A, self.F, self.S, self.D = e.n_agents, e.obs_dim, e.state_dim, 1
-        self.low, self.high = 0.0, e.p_max
+        self.low, self.high = e.action_low, e.action_high
         h = tuple(cfg.hidden)
         A, D = self.A, self.D
         self.actor = AgentMLP(self.F, h, D, A, out_scale=0.1)
