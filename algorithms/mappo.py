@@ -1,35 +1,46 @@
 """MAPPO / IPPO with parameter sharing, optionally Lagrangian (MAPPO-L), as pure JAX functions.
 
-Algorithm: PPO with the clipped surrogate (Schulman et al. 2017, eq. (7); seed 003 eq. (15)),
-clipped value loss and entropy bonus, shared parameters across agents (Yu et al. 2022, MAPPO);
-the critic sees either each agent's own embedding (``critic="local"``: IPPO) or that plus the
-mean over all agents (``critic="central"``: MAPPO). Advantages from truncation-aware GAE
-(``algorithms.gae``). With ``lagrangian=True`` a second value head learns the cost, each
-advantage is normalised with its own statistics and the actor follows the Lagrangian advantage
-``A = (A_r - lambda A_c) / (1 + lambda)`` (seed 003 eq. (13), divided by ``1 + lambda`` to keep
-its scale as in Safety-Gym PPO-Lagrangian); after each rollout the multiplier takes the
-projected step ``lambda <- max(0, lambda + eta (Jc - d))`` (seed 003 eq. (14)), ``Jc`` the mean
-per-agent per-step cost of the rollout and ``d`` the cost limit. Without it the agents learn
-the scalarised reward ``r - cost_weight c`` (seed 003 eq. (16) style; ``cost_weight = 0``: ``r``).
+Algorithm: PPO with the clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization
+Algorithms", eq. (7); APS-GNN eq. (15)), clipped value loss and entropy bonus, shared parameters
+across agents (Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent
+Games", MAPPO); the critic sees either each agent's own embedding (``critic="local"``: IPPO) or
+that plus the mean over all agents (``critic="central"``: MAPPO). APS-GNN is "Graph-Neural
+Multi-Agent Coordination for Distributed Access-Point Selection in Cell-Free Massive MIMO".
+Advantages from truncation-aware GAE (``algorithms.gae``). With ``lagrangian=True`` a second
+value head learns the cost, each advantage is normalised with its own statistics and the actor
+follows the Lagrangian advantage ``A = (A_r - lambda A_c) / (1 + lambda)`` (APS-GNN eq. (13),
+divided by ``1 + lambda`` to keep its scale as in Safety-Gym PPO-Lagrangian: Ray et al. 2019,
+"Benchmarking Safe Exploration in Deep Reinforcement Learning"); after each rollout the
+multiplier takes the projected step ``lambda <- max(0, lambda + eta (Jc - d))`` (APS-GNN eq.
+(14)), ``Jc`` the mean per-agent per-step cost of the rollout and ``d`` the cost limit. Without
+it the agents learn the scalarised reward ``r - cost_weight c`` (APS-GNN eq. (16) style;
+``cost_weight = 0``: ``r``).
 
-``single_agent=True`` is the monolithic baseline (seed 003's PPO-Lagr, section VI-B): one agent
-whose state concatenates every pair's latest observation (``networks.CentralActorCritic``),
-whose action is the whole association matrix (a factorised joint action: the PPO ratio uses
-the sum of the per-pair log-probabilities), with the network-average reward and cost.
+The model is a ``policies.Policy`` (``policies.make_policy``), and the trainer calls only that
+protocol (``sample`` in the rollout, ``values`` of the final observations, ``log_prob`` in the
+loss, ``decisions`` for the ratio's units, ``forward`` for imitation):
 
-``model="mat"`` is the Multi-Agent Transformer (Wen et al. 2022; seed 003's MAT-Lagr with
-``lagrangian=True``: a second encoder for the cost values, ``algorithms.transformer``): the
-rollout generates each joint action agent by agent (``MultiAgentTransformer.sample``), the
-update evaluates the same conditionals in one causal pass given the stored actions, and each
-agent's ratio is that of its conditional ``pi_i(a_i | o, a_{<i})`` (MAT's objective).
+* ``model="agent"`` (default): the parameter-shared agent actor-critic (GRU or MLP encoder +
+  GNN over the agent graph), one PPO decision per agent;
+* ``single_agent=True``: APS-GNN's monolithic PPO-Lagr baseline (section VI-B), one agent whose
+  state concatenates every pair's latest observation and whose action is the whole association
+  matrix (a factorised joint action: the PPO ratio uses the sum of the per-pair
+  log-probabilities), with the network-average reward and cost;
+* ``model="mat"``: the Multi-Agent Transformer (Wen et al. 2022, "Multi-Agent Reinforcement
+  Learning is a Sequence Modeling Problem"; APS-GNN's MAT-Lagr with ``lagrangian=True``: a
+  second encoder for the cost values, ``algorithms.transformer``): the rollout generates each
+  joint action agent by agent, the update evaluates the same conditionals in one causal pass
+  given the stored actions, and each agent's ratio is that of its conditional
+  ``pi_i(a_i | o, a_{<i})`` (MAT's objective).
 
-Engine (SPEC section 3b): ``make_train(config, env, env_params)`` returns a ``Trainer`` with pure
+Engine: ``make_train(config, env, env_params)`` returns a ``Trainer`` with pure
 ``init(key, hparams) -> RunnerState`` and ``update(state) -> (state, metrics)`` (a chunk of
 ``updates_per_chunk`` PPO updates inside one ``lax.scan``; rollouts are a ``lax.scan`` over
 ``vmap``-ed environments) and ``train(key, hparams)`` composing them, so ``jax.vmap(train)``
 runs seeds or hyper-parameter sweeps in one program. ``RunnerState`` holds everything a resume
 needs. Numeric hyper-parameters (learning rate, clip, gamma, ...) live in ``state.hparams`` and
-may be vmapped; sizes are static in ``PPOConfig``.
+may be vmapped; sizes are static in ``PPOConfig``. A rollout is a ``PPOTransition`` record
+``[n_steps, n_envs, ...]``; the update's samples a ``PPOBatch``.
 """
 
 from __future__ import annotations
@@ -38,13 +49,14 @@ import dataclasses
 import functools
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from . import networks
 from .evaluation import evaluate_policies, evaluate_policy  # noqa: F401  (re-exported)
 from .gae import gae
+from .policies import AgentPolicy, TransformerPolicy, graph_groups, make_policy  # noqa: F401
 
 HPARAM_NAMES = (
     "lr",
@@ -226,44 +238,73 @@ def _raw_key(key):
     return key
 
 
-def graph_groups(graph, n_agents: int):
-    """Group labels of the agents from an agent graph: for every edge type ``t`` the connected
-    components of the valid type-``t`` edges, labelled ``0..n_t-1`` in order of first agent
-    (for AP selection: type 0 = same AP, type 1 = same UE, so the labels are each pair's AP and
-    UE). ``-> int32[n_agents, n_types]`` (NumPy; static, computed once)."""
-    import numpy as np
-
-    snd, rcv = np.asarray(graph.senders), np.asarray(graph.receivers)
-    typ, ok = np.asarray(graph.edge_type), np.asarray(graph.edge_mask, bool)
-    n_types = int(typ.max(initial=0)) + 1 if len(typ) else 1
-    out = np.zeros((n_agents, n_types), np.int32)
-    for t in range(n_types):  # union-find at set-up time, outside any jitted code
-        parent = list(range(n_agents))
-
-        def find(i, parent=parent):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for a, b in zip(snd[(typ == t) & ok], rcv[(typ == t) & ok], strict=True):
-            parent[find(int(a))] = find(int(b))
-        labels: dict[int, int] = {}
-        for i in range(n_agents):
-            out[i, t] = labels.setdefault(find(i), len(labels))
-    return out
-
-
 def _is_value_head(path) -> bool:
-    """Whether a parameter path belongs to the critics only: ``critic`` of the actor-critics;
-    for the transformer, the ``value`` MLP of its first encoder and the whole of the others
-    (the cost encoders feed nothing but cost values)."""
-    names = [str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)]
-    if "critic" in names:
-        return True
-    if names[:1] == ["encoders"] and len(names) > 2:
-        return names[1] != "0" or names[2] == "value"
-    return False
+    """Whether a parameter path belongs to the critics only, for any of the policies
+    (``Policy.is_value_head``: ``critic`` of the actor-critics; for the transformer, the
+    ``value`` MLP of its first encoder and the whole of the others)."""
+    return AgentPolicy.is_value_head(path) or TransformerPolicy.is_value_head(path)
+
+
+class _Record:
+    """Read access by field name (``rec["adv"] is rec.adv``) for callers of the dict era."""
+
+    def __getitem__(self, name: str):
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
+class PPOTransition(_Record):
+    """One rollout step of ``n_envs`` environments (stacked by the rollout's scan to
+    ``[n_steps, n_envs, ...]``); ``A`` agents, ``H`` value heads.
+
+    ``obs[E, A, *obs_shape]`` the observation acted on, ``action[E, A]`` int32, ``logp[E, A]``
+    its log-probability, ``value[E, A, H]`` the values of ``obs``, ``signal[E, A, H]`` the
+    learning signal (reward and cost, or the scalarised reward; team mean when shared),
+    ``v_next[E, A, H]`` the values of the step's final observation (before an automatic reset),
+    ``terminated[E]`` and ``done[E]`` (terminated or truncated) flags, ``ep_ret[E]`` and
+    ``ep_cost[E]`` the finished episodes' mean-over-agents sums (0 where not done),
+    ``reward[E]`` and ``cost[E]`` the step's means over agents, ``env_metrics`` the environment's
+    per-environment scalars ``{name: [E]}``.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    value: jax.Array
+    signal: jax.Array
+    v_next: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+    ep_ret: jax.Array
+    ep_cost: jax.Array
+    cost: jax.Array
+    reward: jax.Array
+    env_metrics: dict
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
+class PPOBatch(_Record):
+    """The samples of a PPO update (leading axis: samples ``B``): ``obs[B, A, *obs_shape]``,
+    ``action[B, A]``, ``logp[B, A]`` (behaviour log-probabilities), ``value[B, A, H]`` (old
+    values), ``adv[B, A]`` (the actor's normalised advantage), ``ret[B, A, H]`` (GAE returns)."""
+
+    obs: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    value: jax.Array
+    adv: jax.Array
+    ret: jax.Array
+
+    @classmethod
+    def of(cls, mb) -> PPOBatch:
+        """A ``PPOBatch`` from itself or a mapping with its field names."""
+        if isinstance(mb, cls):
+            return mb
+        return cls(**{f.name: mb[f.name] for f in dataclasses.fields(cls)})
 
 
 def _normalise(x):
@@ -278,113 +319,38 @@ class Trainer:
         self.env = env
         self.env_params = env_params
         self.graph = env.graph()
-        self.n_heads = 2 if config.lagrangian else 1
-        obs_shape = tuple(env.obs_shape)
-        self.autoregressive = config.model == "mat"
-        if self.autoregressive:  # MAT(-Lagr): a transformer over the agents' sequence
-            self.group_ids = graph_groups(self.graph, env.n_agents)
-            self.net_kwargs = dict(
-                n_groups=tuple(int(n) for n in self.group_ids.max(0) + 1),
-                model="mat",
-                obs_features=int(jnp.prod(jnp.array(obs_shape))),
-                n_actions=env.n_actions,
-                hidden=config.hidden,
-                n_blocks=config.mat_blocks,
-                n_heads=config.mat_heads,
-                n_value_heads=self.n_heads,
-            )
-        elif config.single_agent:  # PPO-Lagr: one agent over all pairs (latest observation)
-            self.net_kwargs = dict(
-                model="central",
-                n_agents=env.n_agents,
-                obs_features=obs_shape[-1],
-                n_actions=env.n_actions,
-                hidden=config.hidden,
-                n_value_heads=self.n_heads,
-            )
-        elif config.encoder == "gru":
-            if len(obs_shape) != 2:
-                raise ValueError(f"encoder 'gru' needs obs [T, F] per agent, got {obs_shape}")
-            obs_features = obs_shape[-1]
-        else:
-            obs_features = int(jnp.prod(jnp.array(obs_shape)))
-        if not (config.single_agent or self.autoregressive):
-            self.net_kwargs = dict(
-                obs_features=obs_features,
-                n_actions=env.n_actions,
-                hidden=config.hidden,
-                encoder=config.encoder,
-                gnn_rounds=config.gnn_rounds,
-                n_edge_types=max(int(jnp.max(self.graph.edge_type, initial=0)) + 1, 1),
-                critic=config.critic,
-                n_value_heads=self.n_heads,
-            )
-        self.graphdef, _ = networks.init_params(jax.random.PRNGKey(0), **self.net_kwargs)
+        self.policy = make_policy(config, env)
+        self._act_policy = self.policy.for_inference()
         c = config
         self.batch = c.n_envs * c.n_steps
         self.mb = self.batch // c.n_minibatches
 
-    # ---- network --------------------------------------------------------------------------
+    @property
+    def net_kwargs(self) -> dict:
+        """The policy network's ``networks.init_params`` arguments."""
+        return self.policy.net_kwargs
 
-    def forward(self, params, obs, action=None, gru_unroll=None):
-        """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``.
+    @property
+    def graphdef(self):
+        """The policy network's static structure (``nnx.GraphDef``)."""
+        return self.policy.graphdef
 
-        For the transformer (``model="mat"``) the logits are the conditionals given ``action``
-        (``[..., A]``, required: teacher forcing). ``gru_unroll``: the GRU encoder's scan unroll
-        (``None``: the module's, 1; ``act`` unrolls the short history completely)."""
-        if self.autoregressive:
-            if action is None:
-                raise ValueError("model='mat' needs the actions to evaluate its conditionals")
-            return networks.apply_model(
-                self.graphdef, params, obs.astype(jnp.float32), action, group_ids=self.group_ids
-            )
-        if self.config.encoder == "mlp" and not self.config.single_agent:
-            obs = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (-1,))
-        g = self.graph
-        extra = {}
-        if gru_unroll is not None and self.config.encoder == "gru" and not self.config.single_agent:
-            extra["gru_unroll"] = gru_unroll
-        return networks.apply_model(
-            self.graphdef,
-            params,
-            obs.astype(jnp.float32),
-            **extra,
-            senders=g.senders,
-            receivers=g.receivers,
-            edge_type=g.edge_type,
-            edge_mask=g.edge_mask,
-            node_mask=g.node_mask,
-        )
+    # ---- policy ---------------------------------------------------------------------------
+
+    def forward(self, params, obs, action=None):
+        """``obs[..., n_agents, *obs_shape] -> (logits[..., A, n_actions], values[..., A, H])``
+        (``Policy.forward``; for the transformer, ``model="mat"``, the logits are the
+        conditionals given ``action[..., A]``, required: teacher forcing)."""
+        return self.policy.forward(params, obs, action)
 
     def values(self, params, obs):
         """``obs[..., A, *obs_shape] -> values[..., A, H]``."""
-        if self.autoregressive:
-            return networks.apply_method(
-                self.graphdef, params, "values", obs.astype(jnp.float32), group_ids=self.group_ids
-            )
-        return self.forward(params, obs)[1]
+        return self.policy.values(params, obs)
 
-    def sample(self, params, obs, key, greedy: bool = False, gru_unroll=None):
+    def sample(self, params, obs, key, greedy: bool = False):
         """Actions of the policy with their log-probabilities and the values:
-        ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax;
-        ``gru_unroll`` as in ``forward``)."""
-        if self.autoregressive:
-            return networks.apply_method(
-                self.graphdef,
-                params,
-                "sample",
-                obs.astype(jnp.float32),
-                key,
-                greedy=greedy,
-                group_ids=self.group_ids,
-            )
-        logits, values = self.forward(params, obs, gru_unroll=gru_unroll)
-        if greedy:
-            action = jnp.argmax(logits, -1).astype(jnp.int32)
-        else:
-            action = jax.random.categorical(key, logits).astype(jnp.int32)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)
-        return action, logp[..., 0], values
+        ``-> (action[..., A] int32, logp[..., A], values[..., A, H])`` (greedy: argmax)."""
+        return self.policy.sample(params, obs, key, greedy)
 
     def _optimizer(self, hp):
         return optax.chain(
@@ -405,7 +371,7 @@ class Trainer:
         hp = self.config.hparams(**(hparams or {}))
         key = _raw_key(key)
         key, k_net, k_env = jax.random.split(key, 3)
-        _, params = networks.init_params(k_net, **self.net_kwargs)
+        params = self.policy.init(k_net)
         pre = {}
         if self.config.pretrain_updates:
             key, k_pre = jax.random.split(key)
@@ -430,7 +396,7 @@ class Trainer:
         return state, pre
 
     def pretrain(self, params, key):
-        """Supervised imitation of a heuristic (seed 003 section V-B): ``pretrain_updates``
+        """Supervised imitation of a heuristic (APS-GNN section V-B): ``pretrain_updates``
         Adam steps on the cross-entropy between the actor and the teacher's actions, on
         observations of ``n_envs`` environments driven by the teacher. Returns ``(params,
         metrics)`` with per-step ``loss`` and ``accuracy`` (greedy actor vs teacher, measured on
@@ -496,7 +462,7 @@ class Trainer:
             else:  # a scalarised reward (cost_weight = 0: the plain reward)
                 sig = (reward - rs.hparams["cost_weight"] * cost)[..., None]
             sig = sig.astype(jnp.float32)
-            if c.team_reward or c.single_agent:  # the mean over agents (a shared team signal)
+            if c.team_reward or self.policy.team_signal:  # the mean over agents (team signal)
                 sig = jnp.broadcast_to(jnp.mean(sig, axis=-2, keepdims=True), sig.shape)
             ep_ret = ep_ret + jnp.mean(reward, -1)
             ep_cost = ep_cost + jnp.mean(cost, -1)
@@ -505,7 +471,7 @@ class Trainer:
                 for k, v in info.items()
                 if k not in ("final_obs", "terminated", "truncated") and v.shape == (c.n_envs,)
             }
-            tr = dict(
+            tr = PPOTransition(
                 obs=obs,
                 action=action,
                 logp=logp,
@@ -518,7 +484,7 @@ class Trainer:
                 ep_cost=jnp.where(done, ep_cost, 0.0),
                 cost=jnp.mean(cost, -1),
                 reward=jnp.mean(reward, -1),
-                env=env_metrics,
+                env_metrics=env_metrics,
             )
             ep_ret = jnp.where(done, 0.0, ep_ret)
             ep_cost = jnp.where(done, 0.0, ep_cost)
@@ -533,23 +499,28 @@ class Trainer:
         return key, carry, traj
 
     def _loss(self, params, mb, hp):
-        logits, values = self.forward(params, mb["obs"], mb["action"])
-        logp_all = jax.nn.log_softmax(logits)
-        logp = jnp.take_along_axis(logp_all, mb["action"][..., None], axis=-1)[..., 0]
-        adv = mb["adv"]
-        if self.config.single_agent:  # one joint action: the ratio of the summed log-probs
-            ratio = jnp.exp(jnp.sum(logp - mb["logp"], axis=-1))
-            adv = adv[..., 0]  # every pair carries the same (team) advantage
-        else:
-            ratio = jnp.exp(logp - mb["logp"])
+        """PPO loss of a minibatch (a ``PPOBatch`` or a mapping with its fields):
+        ``-> (total, {pg_loss, v_loss, entropy, approx_kl, clip_frac})`` with ``r =
+        exp(log pi(a) - log pi_old(a))`` per PPO decision (``Policy.decisions``)::
+
+            pg_loss = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A))
+            v_loss  = 0.5 mean(sum_heads max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))
+            total   = pg_loss + vf_coef v_loss - ent_coef mean(H)
+        """
+        mb = PPOBatch.of(mb)
+        logp, entropy, values = self.policy.log_prob(params, mb.obs, mb.action)
+        chex.assert_equal_shape([logp, entropy, mb.logp, mb.adv])
+        chex.assert_equal_shape([values, mb.value, mb.ret])
+        log_ratio, adv = self.policy.decisions(logp - mb.logp, mb.adv)
+        ratio = jnp.exp(log_ratio)
         clipped = jnp.clip(ratio, 1.0 - hp["clip"], 1.0 + hp["clip"])
         pg_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-        v_old = mb["value"]
+        v_old = mb.value
         v_clip = v_old + jnp.clip(values - v_old, -hp["clip"], hp["clip"])
         v_loss = 0.5 * jnp.mean(
-            jnp.sum(jnp.maximum((values - mb["ret"]) ** 2, (v_clip - mb["ret"]) ** 2), -1)
+            jnp.sum(jnp.maximum((values - mb.ret) ** 2, (v_clip - mb.ret) ** 2), -1)
         )
-        entropy = -jnp.mean(jnp.sum(jnp.exp(logp_all) * logp_all, -1))
+        entropy = jnp.mean(entropy)
         total = pg_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
         kl = jnp.mean((ratio - 1.0) - jnp.log(ratio))
         clip_frac = jnp.mean((jnp.abs(ratio - 1.0) > hp["clip"]).astype(jnp.float32))
@@ -562,31 +533,31 @@ class Trainer:
         hp = rs.hparams
         key, (env_state, obs, ep_ret, ep_cost), tr = self._rollout(rs)
         T, E = c.n_steps, c.n_envs
+        A, H = self.policy.n_agents, self.policy.n_value_heads
+        chex.assert_shape([tr.signal, tr.value, tr.v_next], (T, E, A, H))
+        chex.assert_shape([tr.terminated, tr.done], (T, E))
         bshape = (T, E, 1, 1)
         adv, ret = gae(
-            tr["signal"],
-            tr["value"],
-            tr["v_next"],
-            tr["terminated"].reshape(bshape),
-            tr["done"].reshape(bshape),
+            tr.signal,
+            tr.value,
+            tr.v_next,
+            tr.terminated.reshape(bshape),
+            tr.done.reshape(bshape),
             hp["gamma"],
             hp["gae_lambda"],
         )
+        chex.assert_shape([adv, ret], (T, E, A, H))
         lam = rs.lagrange
         if c.lagrangian:
             actor_adv = (_normalise(adv[..., 0]) - lam * _normalise(adv[..., 1])) / (1.0 + lam)
-            mean_cost = jnp.mean(tr["cost"])
+            mean_cost = jnp.mean(tr.cost)
             new_lam = jnp.maximum(lam + hp["lambda_lr"] * (mean_cost - hp["cost_limit"]), 0.0)
         else:
             actor_adv = _normalise(adv[..., 0])
             new_lam = lam
-        data = dict(
-            obs=tr["obs"],
-            action=tr["action"],
-            logp=tr["logp"],
-            value=tr["value"],
-            adv=actor_adv,
-            ret=ret,
+        chex.assert_shape(actor_adv, (T, E, A))
+        data = PPOBatch(
+            obs=tr.obs, action=tr.action, logp=tr.logp, value=tr.value, adv=actor_adv, ret=ret
         )
         data = jax.tree.map(lambda x: x.reshape((self.batch,) + x.shape[2:]), data)
         opt = self._optimizer(hp)
@@ -608,7 +579,8 @@ class Trainer:
                 (_, aux), grads = grad_fn(params, mb, hp)
                 if c.critic_warmup:
                     grads = jax.tree_util.tree_map_with_path(
-                        lambda path, g: g if _is_value_head(path) else g * actor_on, grads
+                        lambda path, g: g if self.policy.is_value_head(path) else g * actor_on,
+                        grads,
                     )
                 updates, opt_state = opt.update(grads, opt_state, params)
                 params = optax.apply_updates(params, updates)
@@ -621,18 +593,18 @@ class Trainer:
         (params, opt_state), aux = jax.lax.scan(
             epoch, (rs.params, rs.opt_state), jax.random.split(k_ep, c.epochs)
         )
-        n_done = jnp.sum(tr["done"])
+        n_done = jnp.sum(tr.done)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         metrics.update(
-            reward=jnp.mean(tr["reward"]),
-            cost=jnp.mean(tr["cost"]),
+            reward=jnp.mean(tr.reward),
+            cost=jnp.mean(tr.cost),
             episodes=n_done.astype(jnp.float32),
-            episode_return=jnp.sum(tr["ep_ret"]) / jnp.maximum(n_done, 1),
-            episode_cost=jnp.sum(tr["ep_cost"]) / jnp.maximum(n_done, 1),
+            episode_return=jnp.sum(tr.ep_ret) / jnp.maximum(n_done, 1),
+            episode_cost=jnp.sum(tr.ep_cost) / jnp.maximum(n_done, 1),
             lagrange=lam,
-            value=jnp.mean(tr["value"][..., 0]),
+            value=jnp.mean(tr.value[..., 0]),
         )
-        metrics.update({k: jnp.mean(v) for k, v in tr["env"].items()})
+        metrics.update({k: jnp.mean(v) for k, v in tr.env_metrics.items()})
         rs = RunnerState(
             params=params,
             opt_state=opt_state,
@@ -667,12 +639,11 @@ class Trainer:
 
     def act(self, params, obs, key=None):
         """Actions of the learned policy: sampled with ``key``, greedy (argmax; for the
-        transformer, agent by agent) without. A forward pass only, so a GRU encoder's scan is
-        unrolled (up to 16 steps; ``networks.GRUEncoder``)."""
-        u = min(self.env.obs_shape[0], 16) if self.env.obs_shape else 1
+        transformer, agent by agent) without. A forward pass only, so through
+        ``Policy.for_inference`` (a GRU encoder's scan unrolled, up to 16 steps)."""
         if key is None:
-            return self.sample(params, obs, jax.random.PRNGKey(0), greedy=True, gru_unroll=u)[0]
-        return self.sample(params, obs, key, gru_unroll=u)[0]
+            return self._act_policy.sample(params, obs, jax.random.PRNGKey(0), greedy=True)[0]
+        return self._act_policy.sample(params, obs, key)[0]
 
 
 def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:

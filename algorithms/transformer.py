@@ -1,4 +1,4 @@
-"""Multi-Agent Transformer (MAT) with cost encoders: the MAT-Lagr baseline of seed 003.
+"""Multi-Agent Transformer (MAT) with cost encoders: the MAT-Lagr baseline of APS-GNN.
 
 MAT (Wen et al., "Multi-Agent Reinforcement Learning is a Sequence Modeling Problem", NeurIPS
 2022) treats the agents as a sequence: an encoder of self-attention blocks turns all agents'
@@ -8,9 +8,10 @@ self-attention) and to every representation (cross-attention)::
 
     pi(a | o) = prod_i pi_i(a_i | x_{1:A}, a_{1:i-1})              (MAT eq. (4)-(5))
 
-seed 003 (section VI-B) adds a second encoder of the same shape for the cost values of the
-Lagrangian (MAT-Lagr); here one encoder per value head (``n_value_heads``: 1 = reward, 2 =
-reward + cost), the first one feeding the decoder.
+APS-GNN ("Graph-Neural Multi-Agent Coordination for Distributed Access-Point Selection in
+Cell-Free Massive MIMO", section VI-B) adds a second encoder of the same shape for the cost
+values of the Lagrangian (MAT-Lagr); here one encoder per value head (``n_value_heads``: 1 =
+reward, 2 = reward + cost), the first one feeding the decoder.
 
 Blocks (post-norm, as MAT; ``d = hidden``, ``GELU`` activations; unlike MAT's code there is
 no LayerNorm of the raw observation: ours are already normalised, and a per-agent LayerNorm
@@ -31,70 +32,23 @@ its own observation directly and the actions of agents ``< i`` through attention
 ``__call__(obs, actions)`` evaluates all ``A`` conditionals in one pass with a causal mask
 (teacher forcing, for PPO's ratios and imitation); ``sample(obs, key)`` generates the actions
 with a ``lax.scan`` over agents and key/value caches of both causal attentions (O(A d) work
-per agent), which is the per-decision cost that seed 003 measures (its Fig. 7). Both give the
-same conditionals for the same actions (``tests/test_transformer.py``).
+per agent), which is the per-decision cost that APS-GNN measures (its Fig. 7). Both give the
+same conditionals for the same actions (``tests/test_transformer.py``). The attention
+primitive (``attend``, ``MultiHeadAttention``) comes from ``algorithms.layers``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import distrax
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .networks import MLP
+from .layers import MLP, MultiHeadAttention, attend  # attend, MultiHeadAttention re-exported
 
-__all__ = ["MultiHeadAttention", "MultiAgentTransformer"]
-
-
-def attend(q, k, v, mask, n_heads: int):
-    """Scaled dot-product attention over ``n_heads`` heads.
-
-    ``q[..., nq, d]``, ``k[..., nk, d]``, ``v[..., nk, d]``, ``mask`` broadcastable to
-    ``[..., nq, nk]`` (True: attend; ``None``: all) -> ``[..., nq, d]``::
-
-        out_h = softmax(q_h k_h^T / sqrt(d / n_heads) + log mask) v_h   (Vaswani et al. eq. (1))
-
-    Rows whose mask is all False give zeros.
-    """
-    d = q.shape[-1]
-    dh = d // n_heads
-
-    def heads(x):  # [..., n, d] -> [..., H, n, dh]
-        return jnp.moveaxis(x.reshape(x.shape[:-1] + (n_heads, dh)), -2, -3)
-
-    qh, kh, vh = heads(q), heads(k), heads(v)
-    s = jnp.einsum("...qd,...kd->...qk", qh, kh) / jnp.sqrt(jnp.asarray(dh, q.dtype))
-    if mask is not None:
-        m = jnp.expand_dims(jnp.asarray(mask, bool), -3)  # broadcast over heads
-        s = jnp.where(m, s, jnp.asarray(-jnp.inf, s.dtype))
-        smax = jnp.max(s, axis=-1, keepdims=True)
-        smax = jax.lax.stop_gradient(jnp.where(jnp.isfinite(smax), smax, 0.0))
-        w = jnp.where(m, jnp.exp(s - smax), 0.0)
-        w = w / jnp.where(jnp.sum(w, -1, keepdims=True) > 0, jnp.sum(w, -1, keepdims=True), 1.0)
-    else:
-        w = jax.nn.softmax(s, axis=-1)
-    out = jnp.einsum("...qk,...kd->...qd", w, vh)  # [..., H, nq, dh]
-    out = jnp.moveaxis(out, -3, -2)
-    return out.reshape(out.shape[:-2] + (d,))
-
-
-class MultiHeadAttention(nnx.Module):
-    """``out = W_o attend(W_q xq, W_k xkv, W_v xkv, mask)`` with ``n_heads`` heads
-    (``d % n_heads == 0``); ``xq[..., nq, d]``, ``xkv[..., nk, d]`` -> ``[..., nq, d]``."""
-
-    def __init__(self, d: int, n_heads: int, *, rngs: nnx.Rngs):
-        if d % n_heads:
-            raise ValueError(f"hidden={d} must be a multiple of n_heads={n_heads}")
-        self.n_heads = int(n_heads)
-        self.q = nnx.Linear(d, d, rngs=rngs)
-        self.k = nnx.Linear(d, d, rngs=rngs)
-        self.v = nnx.Linear(d, d, rngs=rngs)
-        self.o = nnx.Linear(d, d, rngs=rngs)
-
-    def __call__(self, xq, xkv, mask=None):
-        return self.o(attend(self.q(xq), self.k(xkv), self.v(xkv), mask, self.n_heads))
+__all__ = ["attend", "MultiHeadAttention", "MultiAgentTransformer"]
 
 
 class _EncoderBlock(nnx.Module):
@@ -329,7 +283,7 @@ class MultiAgentTransformer(nnx.Module):
                 act = jnp.argmax(logits, -1).astype(jnp.int32)
             else:
                 act = jax.random.categorical(k_i, logits).astype(jnp.int32)
-            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), act[..., None], -1)[..., 0]
+            logp = distrax.Categorical(logits=logits).log_prob(act)
             return (act, jnp.stack(new_k), jnp.stack(new_v)), (act, logp)
 
         if key is None:

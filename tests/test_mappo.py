@@ -1,4 +1,7 @@
-"""The MAPPO engine on a tiny AP-selection network: learning, determinism, resume, multiplier."""
+"""The MAPPO engine on a tiny AP-selection network: learning, determinism, resume, multiplier.
+
+APS-GNN is "Graph-Neural Multi-Agent Coordination for Distributed Access-Point Selection in
+Cell-Free Massive MIMO"."""
 
 from __future__ import annotations
 
@@ -105,7 +108,7 @@ def test_evaluate_policies_equals_one_policy_at_a_time(env_params):
 
 
 def test_lagrange_multiplier_follows_cost(env_params):
-    """Seed 003 eq. (14): the multiplier rises while the cost exceeds its limit, else falls."""
+    """APS-GNN eq. (14): the multiplier rises while the cost exceeds its limit, else falls."""
     env, params = env_params
     params = dataclasses.replace(params, se_target=50.0)  # always short: cost > 0
     tr = make_train(dict(TRAINER, lagrangian=True, lambda_init=1.0, lambda_lr=0.1), env, params)
@@ -122,7 +125,7 @@ def test_lagrange_multiplier_follows_cost(env_params):
 
 def test_team_signals_are_network_averages(env_params):
     """team_reward=True: every agent learns from the network-average reward and cost (the
-    ``aps_gnn_team`` method); by default each agent has its own (seed 003 eqs. (11)-(12))."""
+    ``aps_gnn_team`` method); by default each agent has its own (APS-GNN eqs. (11)-(12))."""
     env, params = env_params
     out = {}
     for team in (False, True):
@@ -206,7 +209,7 @@ def test_resume_gives_same_parameters(tmp_path):
 
 
 def test_imitation_reaches_high_accuracy(env_params):
-    """Seed 003 section V-B: the actor learns the heuristic's labels (2-strongest of 4 APs per
+    """APS-GNN section V-B: the actor learns the heuristic's labels (2-strongest of 4 APs per
     UE needs the same-UE messages: from the own channel alone accuracy stays near 50-75 %)."""
     env, params = env_params
     cfg = dict(
@@ -276,7 +279,7 @@ def test_label_smoothing_and_critic_warmup(env_params):
 
 
 def test_single_agent_ppo_lagr(env_params):
-    """Seed 003's PPO-Lagr: one agent over the association matrix. Its policy of a pair depends
+    """APS-GNN's PPO-Lagr: one agent over the association matrix. Its policy of a pair depends
     on the other pairs' channels; the joint ratio makes the clipped surrogate act on the whole
     matrix; the multiplier follows the network-average cost."""
     env, params = env_params

@@ -494,7 +494,7 @@ def test_value_errors():
 
 
 # ------------------------------------------------------------------------------------------
-# Central (single-agent) actor-critic: seed 003's PPO-Lagr baseline
+# Central (single-agent) actor-critic: APS-GNN's PPO-Lagr baseline
 # ------------------------------------------------------------------------------------------
 
 
@@ -539,3 +539,33 @@ def test_central_actor_critic_equation_and_shapes():
         model(jnp.zeros((4, A + 1, T, F)))
     with pytest.raises(ValueError, match="model must be"):
         net.init_params(jax.random.PRNGKey(0), model="transformer")
+
+
+def test_layers_are_shared_and_masked_softmax_matches_numpy():
+    """The building blocks live once in ``algorithms.layers`` (re-exported by ``networks`` and
+    ``transformer``); ``masked_softmax`` against NumPy, an all-masked row giving zeros."""
+    from algorithms import layers, transformer
+
+    for name in ("MLP", "GRUEncoder", "GraphAttention", "GraphEncoder", "grid_layout"):
+        assert getattr(net, name) is getattr(layers, name)
+    assert transformer.attend is layers.attend
+    assert transformer.MultiHeadAttention is layers.MultiHeadAttention
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(4, 5)) * 3.0
+    valid = rng.random((4, 5)) < 0.6
+    valid[1] = False
+    valid[2] = True
+    want = np.where(valid, np.exp(s - np.where(valid, s, -np.inf).max(-1, keepdims=True)), 0.0)
+    want = want / np.maximum(want.sum(-1, keepdims=True), 1e-300)
+    want[1] = 0.0
+
+    def loss(x):
+        return jnp.sum(layers.masked_softmax(x, valid) ** 2)
+
+    @jax.jit  # one compile (eager dispatch would compile every primitive)
+    def run(x):
+        return layers.masked_softmax(x, valid), jax.grad(loss)(x)
+
+    got, g = run(jnp.asarray(s, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(np.asarray(g)))

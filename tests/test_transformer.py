@@ -1,6 +1,7 @@
-"""The Multi-Agent Transformer (MAT-Lagr baseline of seed 003): attention against NumPy,
-autoregressive generation against teacher forcing, causality, equivariance of the encoders,
-and the trainer's MAT-Lagr path."""
+"""The Multi-Agent Transformer (MAT-Lagr baseline of APS-GNN, "Graph-Neural Multi-Agent
+Coordination for Distributed Access-Point Selection in Cell-Free Massive MIMO"): attention
+against NumPy, autoregressive generation against teacher forcing, causality, equivariance of the
+encoders, and the trainer's MAT-Lagr path."""
 
 from __future__ import annotations
 
@@ -194,7 +195,9 @@ def test_mat_lagr_trainer():
     tr = make_train(cfg, env, params)
     # the agents' groups come from the graph: pair (l, k) = agent l K + k is in AP group l and
     # UE group k
-    np.testing.assert_array_equal(tr.group_ids, [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]])
+    np.testing.assert_array_equal(
+        tr.policy.group_ids, [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]
+    )
     rs, pre = jax.jit(tr.init_with_metrics)(jax.random.PRNGKey(0))
     acc = np.asarray(pre["accuracy"])
     assert acc[-5:].mean() > acc[:5].mean()
