@@ -71,7 +71,7 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(train_mod, "validate_train", lambda cfg: None)
-    cfg = _config("seeds=[0, 1, 2]")
+    cfg = _config("seeds=[0, 1, 2]", "run=[uplink, uplink_discrete, downlink]")
     res = rp.reproduce(cfg, tmp_path, progress=False)
     assert len(calls) == 3 * (2 + 1 + 2)
     for name in ("comparison.csv", "comparison.json", "comparison.md", "sum_se.png"):
