@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import engine
 from .evaluation import evaluate_policies, evaluate_policy  # noqa: F401  (re-exported)
 from .gae import gae
 from .policies import AgentPolicy, TransformerPolicy, graph_groups, make_policy  # noqa: F401
@@ -621,7 +622,7 @@ class Trainer:
 
     def update(self, rs: RunnerState):
         """``updates_per_chunk`` PPO updates: ``-> (state, metrics)``, metrics ``[chunk]`` each."""
-        return jax.lax.scan(self._update_step, rs, None, length=self.config.updates_per_chunk)
+        return engine.update_chunk(self._update_step, rs, self.config.updates_per_chunk)
 
     def summary(self, rs: RunnerState) -> dict:
         """Scalars of a final state worth reporting (the Lagrange multiplier)."""
@@ -630,10 +631,8 @@ class Trainer:
     def train(self, key, hparams: dict | None = None):
         """All ``n_updates`` updates from ``key``: ``-> (state, metrics[n_updates])``. One
         jittable function of the key (and hyper-parameters): ``jax.vmap`` it over seeds."""
-        rs = self.init(key, hparams)
         n_chunks = self.config.n_updates // self.config.updates_per_chunk
-        rs, metrics = jax.lax.scan(lambda s, _: self.update(s), rs, None, length=n_chunks)
-        return rs, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+        return engine.train_all(self.init(key, hparams), self.update, n_chunks)
 
     # ---- acting ---------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import networks
+from . import engine, networks
 from .replay import ReplayBuffer, Transition, replay_add, replay_init, replay_sample
 
 # keys shared by every off-policy configuration (with defaults); trainers add their own
@@ -456,15 +456,13 @@ class OffPolicyTrainer:
 
     def update(self, rs: RunnerState):
         """``updates_per_chunk`` updates: ``-> (state, metrics)``, metrics ``[chunk]`` each."""
-        return jax.lax.scan(self._iteration, rs, None, length=self.config.updates_per_chunk)
+        return engine.update_chunk(self._iteration, rs, self.config.updates_per_chunk)
 
     def train(self, key):
         """All ``n_updates`` updates from ``key``: ``-> (state, metrics[n_updates])``; one
         jittable function of the key (``jax.vmap`` it over seeds)."""
-        rs = self.init(key)
         n_chunks = self.config.n_updates // self.config.updates_per_chunk
-        rs, metrics = jax.lax.scan(lambda s, _: self.update(s), rs, None, length=n_chunks)
-        return rs, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+        return engine.train_all(self.init(key), self.update, n_chunks)
 
     def summary(self, rs: RunnerState) -> dict:
         return {
