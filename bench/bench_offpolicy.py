@@ -636,6 +636,21 @@ def analyse(res, cores):
             "gradient step is the whole cost on both sides, so the ratio there is about this "
             "ratio."
         )
+        by = {(t["n_envs"], t["threads"]): t for t in res["torch"]}
+        slow = [
+            by[(n, cores)]["steps_per_s"] / by[(n, 1)]["steps_per_s"]
+            for n in sorted({t["n_envs"] for t in res["torch"]})
+            if cores > 1 and (n, cores) in by and (n, 1) in by
+        ]
+        if slow and max(slow) < 1.0:
+            reading.append(
+                f"PyTorch with torch.set_num_threads({cores}) ran at {min(slow):.3f}-"
+                f"{max(slow):.2f}x its 1-thread rate at every point (the machine was shared: "
+                "1-minute load in the table; OpenMP parallel regions wait for a thread another "
+                "process has descheduled, and every gradient step is dozens of small parallel "
+                "ops). The ratios use the faster setting, 1 thread; quoting JAX against the "
+                f"{cores}-thread column would be an artefact of the shared machine."
+            )
         es = res.get("env_split")
         if es:
             T = es["episode_steps"]
@@ -938,7 +953,25 @@ def main(argv=None):
     ap.add_argument("--torch-n-envs", default=None, help="comma list (default 1,4,...,1024)")
     ap.add_argument("--repeats", type=int, default=3, help="timed JAX calls per point")
     ap.add_argument("--torch-max-s", type=float, default=12.0, help="timed seconds per torch point")
+    ap.add_argument(
+        "--report-only",
+        default=None,
+        metavar="JSON",
+        help="rewrite the markdown report (headline, split, reading) from a saved JSON",
+    )
     args = ap.parse_args(argv)
+    if args.report_only:
+        with open(args.report_only) as f:
+            d = json.load(f)
+        res, setup, info = d["results"], d["setup"], d["machine"]
+        head, split, reading, ratio = analyse(res | {"setup": setup}, info["cores"])
+        res.update(headline=head, split=split, reading=reading, best_vs_best=ratio)
+        out = args.out or os.path.splitext(args.report_only)[0] + ".md"
+        write_report(out, info, setup, res, d["wall_s"])
+        with open(os.path.splitext(out)[0] + ".json", "w") as f:
+            json.dump(d, f, indent=1)
+        print(f"wrote {out}")
+        return 0
 
     import torch
 
