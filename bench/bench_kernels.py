@@ -427,7 +427,9 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
         "The other benchmarks: [RESULTS_envs.md](RESULTS_envs.md) (AP-selection environment "
         "steps against a NumPy loop, with the ceiling of this CPU), "
         "[RESULTS_training.md](RESULTS_training.md) (MAPPO-Lagrangian training against "
-        "PyTorch), [RESULTS_latency.md](RESULTS_latency.md) (per-decision policy latency)."
+        "PyTorch), [RESULTS_latency.md](RESULTS_latency.md) (per-decision policy latency), "
+        "[RESULTS_offpolicy.md](RESULTS_offpolicy.md) (MADDPG training on power_control "
+        "against PyTorch)."
     )
     w("")
     w("## What is measured")
