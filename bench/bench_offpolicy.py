@@ -23,6 +23,11 @@ varied. Throughput = environment steps per second of the whole training loop in 
   ``learning_starts`` transitions and a few learning steps, then timed blocks of vectorised
   steps (median), capped in time; ``torch.set_num_threads(os.cpu_count())`` and 1 thread.
 
+Setups: both sides draw their episodes' setups from one pool of ``POOL`` setups generated once
+by the JAX generator (the environment's ``setup_pool`` option: ``params.setups``); the NumPy
+environments get the same arrays. Every reset, on either side, picks one at random and computes
+the estimation and MR statistics, observations and SEs itself: the same work per reset.
+
 Checked before timing: the NumPy environment's reward equals the JAX environment's on the same
 setups and actions (``rtol 1e-4``, asserted); the JAX parameters copied into the torch networks
 give the same actions, Q values, losses and parameters after one gradient step. Where the time
@@ -33,6 +38,7 @@ goes: in the same run, the JAX acting + environment steps alone and the gradient
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -52,7 +58,8 @@ SCENARIO = "power_control"
 ALGORITHM = "maddpg"
 N_ENVS = (1, 4, 16, 64, 256, 1024)
 N_STEPS = 10  # vectorised environment steps per update
-POOL = 4096  # setups drawn ahead for the NumPy environments
+POOL = 4096  # setups drawn once (the JAX environment's setup_pool), shared with NumPy
+POOL_SEED = 11  # its setup_pool_seed
 # hyper-parameters shared by the two trainers (taken from the JAX config)
 SHARED = (
     "buffer_size",
@@ -79,13 +86,25 @@ SHARED = (
 PINNED = {"link": "uplink", "action": "continuous", "lsfd": False}
 
 
-def env_config():
+def env_config(pool=POOL):
     """The scenario's configuration: its defaults, with the ``PINNED`` keys that differ from
-    them set (empty when the defaults are the implemented variant)."""
+    them set, and the pool of ``pool`` setups (``setup_pool``, ``setup_pool_seed``)."""
     from cfmimo_jax import envs
 
     defaults = envs.default_config(SCENARIO)
-    return {k: v for k, v in PINNED.items() if k in defaults and defaults[k] != v}
+    cfg = {k: v for k, v in PINNED.items() if k in defaults and defaults[k] != v}
+    if pool:
+        cfg.update(setup_pool=int(pool), setup_pool_seed=POOL_SEED)
+    return cfg
+
+
+@functools.cache
+def jax_env():
+    """``(env, env_params)`` of ``env_config()``, made once per process (the pool is drawn
+    once: every point, the parity checks and the NumPy environments share it)."""
+    from cfmimo_jax import envs
+
+    return envs.make(SCENARIO, env_config())
 
 
 def chunk_updates(n_envs):
@@ -96,9 +115,8 @@ def chunk_updates(n_envs):
 
 def build_jax(n_envs):
     import algorithms
-    from cfmimo_jax import envs
 
-    env, env_params = envs.make(SCENARIO, env_config())
+    env, env_params = jax_env()
     upc = chunk_updates(n_envs)
     cfg = dict(n_envs=int(n_envs), n_steps=N_STEPS, n_updates=upc, updates_per_chunk=upc)
     return env, env_params, algorithms.make_train(ALGORITHM, cfg, env, env_params)
@@ -141,15 +159,26 @@ def _action_box(env):
     return float(np.min(env.action_space.low)), float(np.max(env.action_space.high))
 
 
-def setup_pool(env, env_params, n, seed):
-    """``n`` setups from the JAX environment's own ``reset`` (the JAX generator), as NumPy:
-    ``(setups dict, obs, states)``."""
-    import jax
+def pool_arrays(env_params):
+    """The JAX environment's pool of setups (``env_params.setups``, drawn by the JAX generator)
+    as the NumPy arrays ``PowerControlNumPy`` takes: the same setups on both sides."""
+    return {k: np.asarray(getattr(env_params.setups, k)) for k in ("R", "pilot", "D", "gain_db")}
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    obs, st = jax.jit(jax.vmap(env.reset, (0, None)))(keys, env_params)
-    setups = {k: np.asarray(getattr(st, k)) for k in ("R", "pilot", "D", "gain_db")}
-    return setups, obs, st
+
+def pool_index(setups, state):
+    """The pool entry of each JAX state (the one whose gains and ``R`` equal the state's
+    exactly; asserted unique): ``[n]`` int."""
+    g, R = np.asarray(state.gain_db), np.asarray(state.R)
+    out = []
+    for j in range(g.shape[0]):
+        hit = np.flatnonzero(
+            np.all(setups["gain_db"] == g[j], axis=(1, 2))
+            & np.all(setups["R"] == R[j], axis=(1, 2, 3, 4))
+        )
+        if hit.size != 1:
+            raise AssertionError(f"reset {j}: {hit.size} pool entries match its setup")
+        out.append(int(hit[0]))
+    return np.array(out)
 
 
 def machine_info():
@@ -190,16 +219,19 @@ def machine_info():
 
 
 def env_parity(n_setups=16, seed=1):
-    """The NumPy environment against the JAX one on the same setups and actions: rewards
-    (asserted, ``rtol 1e-4``), observations, global states and final observations."""
+    """The NumPy environment against the JAX one on the same setups and actions: ``n_setups``
+    JAX resets (each picks a pool setup), the NumPy environment reset on the same pool entry;
+    rewards (asserted, ``rtol 1e-4``), observations, global states and final observations."""
     import jax
     import jax.numpy as jnp
 
     from bench.numpy_power_control import PowerControlNumPy
-    from cfmimo_jax import envs
 
-    env, ep = envs.make(SCENARIO, env_config())
-    setups, obs, st = setup_pool(env, ep, n_setups, seed)
+    env, ep = jax_env()
+    setups = pool_arrays(ep)
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_setups)
+    obs, st = jax.jit(jax.vmap(env.reset, (0, None)))(keys, ep)
+    index = pool_index(setups, st)
     npe = PowerControlNumPy(setups, **numpy_env_kwargs(env, ep))
     step = jax.jit(env.step)
     gstate = jax.jit(env.global_state)
@@ -209,7 +241,7 @@ def env_parity(n_setups=16, seed=1):
     r_np, r_jax = [], []
     obs_abs = state_abs = 0.0
     for i in range(n_setups):
-        o = npe.reset(i)
+        o = npe.reset(int(index[i]))
         s = jax.tree.map(lambda x, i=i: x[i], st)
         obs_abs = max(obs_abs, float(np.max(np.abs(o - np.asarray(obs[i])))))
         state_abs = max(
@@ -240,6 +272,7 @@ def env_parity(n_setups=16, seed=1):
     np.testing.assert_allclose(r_np, r_jax, rtol=1e-4, err_msg="NumPy vs JAX reward")
     return {
         "n_rewards": int(r_np.shape[0]),
+        "pool_entries": len(set(index.tolist())),
         "reward_max_rel": float(np.max(np.abs(r_np - r_jax) / np.abs(r_jax))),
         "reward_mean": float(np.mean(r_jax)),
         "obs_max_abs": obs_abs,
@@ -272,7 +305,7 @@ def net_parity(seed=0):
     from bench.torch_maddpg import TorchMADDPG, load_params, module_params
 
     env, ep, trainer = build_jax(4)
-    setups, _, _ = setup_pool(env, ep, 64, seed + 3)
+    setups = pool_arrays(ep)
     cfg = torch_config(trainer)
     tm = TorchMADDPG(cfg, setups, numpy_env_kwargs(env, ep), seed=seed)
     for _ in range(60):  # random then noisy-actor transitions (no learning yet: < 500)
@@ -452,7 +485,8 @@ def time_jax(n_envs, repeats, max_warm_calls=12, seed=0):
 
 def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     """Seconds per environment of a step without reset and of a reset: JAX (``env.step_env``
-    and ``env.reset`` vmapped over ``n_envs``; the reset generates the setup) and NumPy (one
+    and ``env.reset`` vmapped over ``n_envs``; the reset computes the statistics of a pool
+    setup, and for reference the reset of ``setup_pool = 0``, which generates it) and NumPy (one
     ``PowerControlNumPy``; the reset computes the statistics of a pool setup)."""
     import jax
     import jax.numpy as jnp
@@ -460,7 +494,7 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     from bench.numpy_power_control import PowerControlNumPy
     from cfmimo_jax import envs
 
-    env, ep = envs.make(SCENARIO, env_config())
+    env, ep = jax_env()
     keys = jax.random.split(jax.random.PRNGKey(seed), n_envs)
     _, st = jax.jit(jax.vmap(env.reset, (0, None)))(keys, ep)
     mid = 0.5 * sum(_action_box(env))
@@ -469,6 +503,9 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     _, t_step, _ = _time_compiled(lambda k, s: step(k, s, act, ep), (keys, st), repeats)
     reset = jax.vmap(env.reset, (0, None))
     _, t_reset, _ = _time_compiled(lambda k: reset(k, ep), (keys,), repeats)
+    env_g, ep_g = envs.make(SCENARIO, env_config(pool=0))  # every reset generates its setup
+    reset_g = jax.vmap(env_g.reset, (0, None))
+    _, t_gen, _ = _time_compiled(lambda k: reset_g(k, ep_g), (keys,), repeats)
     kw = dict(env_kwargs, episode_steps=10**9)  # steps without the automatic reset
     npe = PowerControlNumPy(setups, seed=seed, **kw)
     npe.reset()
@@ -486,6 +523,7 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
         "n_envs": n_envs,
         "jax_step_s": t_step / n_envs,
         "jax_reset_s": t_reset / n_envs,
+        "jax_reset_generate_s": t_gen / n_envs,
         "numpy_step_s": np_step,
         "numpy_reset_s": np_reset,
         "episode_steps": env.episode_steps,
@@ -656,12 +694,21 @@ def analyse(res, cores):
             T = es["episode_steps"]
             j_env = es["jax_step_s"] + es["jax_reset_s"] / T
             n_env = es["numpy_step_s"] + es["numpy_reset_s"] / T
+            pooled = bool(res["setup"].get("jax_setup_pool"))
+            what = "a pool setup's statistics" if pooled else "it generates the setup"
+            gen = es.get("jax_reset_generate_s")
+            gen_txt = (
+                ""
+                if gen is None
+                else f" (generating the setup as well, `setup_pool = 0`: {_us(gen)} us per reset,"
+                f" {_us(es['jax_step_s'] + gen / T)} us per environment step)"
+            )
             reading.append(
                 f"The environments alone (at {es['n_envs']} JAX environments): JAX "
                 f"{_us(es['jax_step_s'])} us per step + {_us(es['jax_reset_s'])} us per reset "
-                f"(one per {T} steps; it generates the setup) = {_us(j_env)} us per environment "
-                f"step, the reset {100 * es['jax_reset_s'] / T / j_env:.0f}% of it; NumPy "
-                f"{_us(es['numpy_step_s'])} + {_us(es['numpy_reset_s'])} / {T} = "
+                f"(one per {T} steps; {what}) = {_us(j_env)} us per environment "
+                f"step, the reset {100 * es['jax_reset_s'] / T / j_env:.0f}% of it{gen_txt}; "
+                f"NumPy {_us(es['numpy_step_s'])} + {_us(es['numpy_reset_s'])} / {T} = "
                 f"{_us(n_env)} us ({n_env / j_env:.1f}x the JAX time; its setups come from "
                 "the pool)."
             )
@@ -764,15 +811,28 @@ def write_report(path, info, setup, res, wall):
         "(at most 500 steps); median. Each point is run with `torch.set_num_threads("
         f"os.cpu_count())` = {info['cores']} and with 1 thread; the reference is the faster."
     )
-    add(
-        "- NumPy environment setups: a pool of "
-        f"{setup['pool']} setups (R, pilots, DCC serving sets, gains) drawn once ahead of "
-        "time with the JAX generator (the JAX environment's own `reset`) and converted to "
-        "NumPy; each NumPy reset picks one at random and computes everything else itself "
-        "(MMSE estimation statistics, closed-form MR statistics, observations, SEs). The "
-        "JAX environment generates every setup inside its compiled step (drop, correlated "
-        "shadowing, pilot assignment, DCC): more work on the JAX side."
-    )
+    if setup.get("jax_setup_pool"):
+        add(
+            f"- Setups, the same on both sides: a pool of {setup['pool']} setups (R, pilots, "
+            "DCC serving sets, gains) drawn once with the JAX generator when the JAX "
+            f"environment is made (its option `setup_pool = {setup['jax_setup_pool']}`, "
+            f"`setup_pool_seed = {setup['pool_seed']}`: the arrays of `params.setups`); the "
+            "NumPy environments take the same arrays (as NumPy). Every reset, on either side, "
+            "picks one at random and computes everything else itself (MMSE estimation "
+            "statistics, closed-form MR statistics, observations, SEs): the same work per "
+            "reset. The parity check resets the NumPy environment on the pool entry each JAX "
+            "reset picked."
+        )
+    else:
+        add(
+            "- NumPy environment setups: a pool of "
+            f"{setup['pool']} setups (R, pilots, DCC serving sets, gains) drawn once ahead of "
+            "time with the JAX generator (the JAX environment's own `reset`) and converted to "
+            "NumPy; each NumPy reset picks one at random and computes everything else itself "
+            "(MMSE estimation statistics, closed-form MR statistics, observations, SEs). The "
+            "JAX environment generates every setup inside its compiled step (drop, correlated "
+            "shadowing, pilot assignment, DCC): more work on the JAX side."
+        )
     add(
         "- Ratio = JAX env steps/s / PyTorch env steps/s at the same `n_envs`; 'best vs best' "
         "compares the fastest point of each. Both run in the same process, one after the "
@@ -803,7 +863,9 @@ def write_report(path, info, setup, res, wall):
     ep = res["env_parity"]
     add(
         f"- Environment: NumPy vs JAX on {ep['n_rewards']} steps (random actions on "
-        f"{ep['n_rewards'] // setup['episode_steps']} setups, the action bounds included): "
+        f"{ep['n_rewards'] // setup['episode_steps']} setups"
+        + (f", {ep['pool_entries']} distinct pool entries" if "pool_entries" in ep else "")
+        + ", the action bounds included): "
         f"reward max relative difference {ep['reward_max_rel']:.1e} (asserted <= 1e-4; mean "
         f"reward {ep['reward_mean']:.3f} bit/s/Hz), observations max abs "
         f"{ep['obs_max_abs']:.1e}, global states max abs {ep['state_max_abs']:.1e} (final "
@@ -911,17 +973,33 @@ def write_report(path, info, setup, res, wall):
             f"{T} steps |"
         )
         add("|---|---|---|---|")
-        for name, key, what in (
-            ("JAX", "jax", f"setup generated; vmapped over {es['n_envs']}"),
-            ("NumPy", "numpy", "statistics of a pool setup; one environment"),
-        ):
-            st, rs_ = es[key + "_step_s"], es[key + "_reset_s"]
+        pooled = bool(setup.get("jax_setup_pool"))
+        rows = [
+            (
+                "JAX",
+                "jax_reset_s",
+                ("statistics of a pool setup" if pooled else "setup generated")
+                + f"; vmapped over {es['n_envs']}",
+            )
+        ]
+        if es.get("jax_reset_generate_s") is not None:
+            rows.append(
+                (
+                    "JAX",
+                    "jax_reset_generate_s",
+                    "setup generated, `setup_pool = 0`, not used in the training runs",
+                )
+            )
+        rows.append(("NumPy", "numpy_reset_s", "statistics of a pool setup; one environment"))
+        for name, key, what in rows:
+            st, rs_ = es[name.lower() + "_step_s"], es[key]
             add(f"| {name} ({what}) | {_us(st)} | {_us(rs_)} | {_us(st + rs_ / T)} |")
         add("")
         add(
             "JAX: `env.step_env` (the closed-form SINR, observations, no auto-reset) and "
-            "`env.reset` (drop, correlated shadowing, pilots, DCC, estimation and MR "
-            "statistics, the SEs at full power), each vmapped and compiled; NumPy: "
+            "`env.reset` (a pool setup picked with the reset's key, or with `setup_pool = 0` "
+            "the setup generated: drop, correlated shadowing, pilots, DCC; then the estimation "
+            "and MR statistics, the SEs at full power), each vmapped and compiled; NumPy: "
             "`PowerControlNumPy.step` + `global_state` (as the trainer's loop calls them) "
             "and `reset`."
         )
@@ -1005,6 +1083,8 @@ def main(argv=None):
         torch_blocks=3,
         torch_max_s=torch_max,
         pool=POOL,
+        pool_seed=POOL_SEED,
+        jax_setup_pool=env.setup_pool,
         n_steps=N_STEPS,
         n_aps=env.L,
         n_antennas=env.N,
@@ -1026,7 +1106,7 @@ def main(argv=None):
     res["net_parity"] = net_parity()
     print(f"net parity: {res['net_parity']}", flush=True)
 
-    setups, _, _ = setup_pool(env, env_params, POOL, seed=11)
+    setups = pool_arrays(env_params)  # the JAX environment's own pool
     env_kwargs = numpy_env_kwargs(env, env_params)
     res["jax"], res["torch"] = [], []
     settings = [n_cpu, 1] if n_cpu > 1 else [1]
@@ -1092,6 +1172,7 @@ def main(argv=None):
     info["load_end"] = os.getloadavg()
     info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out = args.out or os.path.join(ROOT, "bench", "RESULTS_offpolicy.md")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     wall = time.perf_counter() - t_start
     write_report(out, info, setup, res, wall)
     js = os.path.splitext(out)[0] + ".json"

@@ -466,3 +466,96 @@ def test_coupling_features_determine_the_sinr():
         np.testing.assert_allclose(got, want, rtol=1e-8)
     with pytest.raises(ValueError, match="uplink only"):
         pc.make({"link": "downlink", "features": "coupling"})
+
+
+# ---- setup pool ------------------------------------------------------------------------------
+
+POOL, POOL_SEED = 4, 3
+
+
+@functools.cache
+def _pool_env():
+    """``(env, params)`` of the ``ul`` variant with a pool of ``POOL`` setups."""
+    return pc.make({**CFG, **VARIANTS["ul"], "setup_pool": POOL, "setup_pool_seed": POOL_SEED})
+
+
+def test_setup_pool_is_the_generator_output_for_the_documented_keys():
+    env, params = _pool_env()
+    pool = params.setups
+    assert isinstance(pool, pc.PowerControlSetups) and pool.size == POOL
+    assert pool.R.shape == (POOL, 5, 4, 2, 2) and pool.pilot.shape == (POOL, 4)
+    assert all(isinstance(a, jax.Array) for a in jax.tree.leaves(pool))  # arrays in the pytree
+    keys = jax.random.split(jax.random.PRNGKey(POOL_SEED), POOL)
+    for i in range(POOL):
+        s = generate_setup(keys[i], 5, 4, 2, 2, side=300.0)
+        np.testing.assert_allclose(pool.R[i], s.R, rtol=1e-12)
+        np.testing.assert_allclose(pool.gain_db[i], s.gain_db, rtol=1e-12)
+        np.testing.assert_array_equal(pool.pilot[i], s.pilot)
+        np.testing.assert_array_equal(pool.D[i], s.D)
+    assert not np.allclose(pool.gain_db[0], pool.gain_db[1])
+    # the same pool through the registry and from default_params (drawn once per environment)
+    _, p2 = envs.make("power_control", {**CFG, "setup_pool": POOL, "setup_pool_seed": POOL_SEED})
+    np.testing.assert_array_equal(p2.setups.R, pool.R)
+    assert env.default_params().setups is env.pool_setups()
+    # no pool by default
+    assert pc.make(CFG)[1].setups is None and pc.DEFAULT_CONFIG["setup_pool"] == 0
+
+
+def test_setup_pool_reset_picks_a_pool_setup_and_computes_the_rest_as_a_fresh_one():
+    env, params = _pool_env()
+    env0, params0 = _env("ul")
+    pool = jax.device_get(params.setups)
+    n = 12
+    keys = jax.random.split(jax.random.PRNGKey(5), n)
+    obs, st = jax.device_get(jax.jit(jax.vmap(env.reset, (0, None)))(keys, params))
+    picked = []
+    for j in range(n):
+        i = int(jax.random.randint(keys[j], (), 0, POOL))  # the documented pick
+        picked.append(i)
+        np.testing.assert_array_equal(st.R[j], pool.R[i])
+        np.testing.assert_array_equal(st.gain_db[j], pool.gain_db[i])
+        np.testing.assert_array_equal(st.pilot[j], pool.pilot[i])
+        np.testing.assert_array_equal(st.D[j], pool.D[i])
+    assert len(set(picked)) > 1  # different keys, different setups
+    # everything downstream equals a fresh reset that generates that setup
+    gen = jax.random.split(jax.random.PRNGKey(POOL_SEED), POOL)
+    obs0, st0 = jax.device_get(jax.jit(jax.vmap(env0.reset, (0, None)))(gen, params0))
+    for j, i in enumerate(picked):
+        np.testing.assert_allclose(obs[j], obs0[i], rtol=1e-12, atol=1e-15)
+        for a, b in zip(jax.tree.leaves(_one(st, j)), jax.tree.leaves(_one(st0, i)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    # same key, same result
+    o1, s1 = jax.jit(env.reset)(keys[0], params)
+    np.testing.assert_array_equal(o1, obs[0])
+    assert all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(_one(st, 0)))
+    )
+    # the automatic reset of step_batch picks from the pool too
+    s, a = st, jnp.full((n, env.n_agents, 1), 0.5 * env.p_max)
+    step = jax.jit(lambda k, s: env.step_batch(jax.random.split(k, n), s, a, params))
+    for t in range(env.episode_steps):
+        _, s, _, done, _ = step(jax.random.PRNGKey(t), s)
+    assert bool(np.all(done)) and int(np.max(s.t)) == 0
+    for j in range(n):
+        assert any(np.array_equal(s.R[j], pool.R[i]) for i in range(POOL))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("setup_pool", -1), ("setup_pool", 2.5), ("setup_pool", "8"), ("setup_pool", True)]
+    + [("setup_pool_seed", -1), ("setup_pool_seed", 1.5), ("setup_pool_seed", 2**32)],
+)
+def test_bad_setup_pool_raises_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        pc.make({**CFG, key: value})
+
+
+def test_setup_pool_params_mismatch_refused():
+    env, params = _pool_env()
+    env0, params0 = _env("ul")
+    with pytest.raises(ValueError, match="setup_pool=4 but the params carry no pool"):
+        env.reset(jax.random.PRNGKey(0), params0)
+    with pytest.raises(ValueError, match="setup_pool=0 but the params carry a pool of 4"):
+        env0.reset(jax.random.PRNGKey(0), params)
+    with pytest.raises(ValueError, match="setup_pool=0"):
+        env0.pool_setups()

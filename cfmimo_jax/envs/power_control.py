@@ -6,7 +6,8 @@ uniformly in a square with wrap-around, path loss ``-30.5 - 36.7 log10(d / 1 m)`
 shadowing of std 4 dB correlated over UEs, 20 MHz, noise figure 7 dB (book section 5.3;
 ``cfmimo_jax.setup.generate_setup``), pilots by Algorithm 4.1 and serving sets by DCC (book
 section 4.4). Every ``reset`` draws a new network setup (jittable: one program for every
-episode). The pilots are sent at full power ``p_max`` (book section 7.1: the pilot powers are
+episode), or with ``setup_pool = n > 0`` picks one of a pool of ``n`` setups drawn once (below).
+The pilots are sent at full power ``p_max`` (book section 7.1: the pilot powers are
 fixed at the maximum), so the MMSE estimation statistics ``B_lk`` (book eq. (4.7)) are fixed for
 the episode; the agents set the DATA powers.
 
@@ -82,6 +83,22 @@ configuration, full / fractional / optimised: uplink 8.04 / 9.06 / 9.76 (discret
 9.06; LSFD 12.48 / 12.25 / 12.63), downlink 8.90 / 10.72 / 12.78 (discrete 10.72 / 10.72 /
 11.68).
 
+Setup pool (``setup_pool``, default 0): with ``setup_pool = 0`` every ``reset`` generates a new
+setup from its key (drop, correlated shadowing, pilot assignment, DCC). With ``setup_pool = n >
+0`` the ``n`` setups are drawn once, when the parameters are made (``make`` or
+``env.default_params()``; ``PowerControl.draw_setups``): setup ``i`` is exactly the setup that a
+``setup_pool = 0`` reset with key ``jax.random.split(jax.random.PRNGKey(setup_pool_seed), n)[i]``
+generates. They are stored stacked in ``params.setups`` (``PowerControlSetups``: ``gain_db[n,
+L, K]``, ``R[n, L, K, N, N]``, ``pilot[n, K]``, ``D[n, L, K]``; arrays in the params pytree, so
+they enter a jitted program as data, and another pool of the same size can be swapped in with
+``dataclasses.replace(params, setups=env.draw_setups(key))``, e.g. held-out setups). Each reset
+then picks setup ``jax.random.randint(key, (), 0, n)`` with its key (uniform, with replacement)
+and computes everything downstream exactly as for a generated setup: the estimation and MR
+statistics, the observations, the SEs at full power. A reset then skips the generation (the
+statistics, which it keeps, are the larger part of a reset at the defaults), at the price of
+training on a finite set of setups. ``params.setups`` is ``None`` when ``setup_pool = 0``; a mismatch between the pool in the
+params and ``setup_pool`` raises ``ValueError``.
+
 Choices (documented defaults, small so RL on a 2-core CPU is quick): ``L = 16`` APs with
 ``N = 2`` antennas, ``K = 6`` UEs, ``tau_p = 3`` pilots (pilot reuse), ``tau_c = 200``
 (book section 5.3), a 500 m square (a quarter of the book's 1 km^2, so 16 APs give 64 APs per
@@ -125,16 +142,39 @@ FEATURES = ("auto", "gains", "coupling")
 
 @functools.partial(jax.tree_util.register_dataclass)
 @dataclasses.dataclass(frozen=True)
+class PowerControlSetups:
+    """A pool of ``n`` network setups, stacked (module docstring, "Setup pool").
+
+    gain_db[n, L, K] (gain over noise), R[n, L, K, N, N], pilot[n, K] int32, D[n, L, K] bool:
+    the fields of ``cfmimo_jax.setup.Setup`` that the environment reads.
+    """
+
+    gain_db: jax.Array
+    R: jax.Array
+    pilot: jax.Array
+    D: jax.Array
+
+    @property
+    def size(self) -> int:
+        """The number of setups ``n`` (static)."""
+        return int(self.pilot.shape[0])
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
 class PowerControlParams:
-    """Observation scaling (scalars; a pytree, so sweeps ``vmap`` over it).
+    """Observation scaling (scalars; a pytree, so sweeps ``vmap`` over it) and the setup pool.
 
     ``obs_offset_db``, ``obs_scale_db``: gains enter the observations as
-    ``(gain_db - obs_offset_db) / obs_scale_db``; ``obs_se_scale``: SEs as ``SE / obs_se_scale``.
+    ``(gain_db - obs_offset_db) / obs_scale_db``; ``obs_se_scale``: SEs as ``SE / obs_se_scale``;
+    ``setups``: the pool of ``setup_pool`` setups (``PowerControlSetups``), ``None`` (no leaves)
+    when every reset generates its setup (``setup_pool = 0``).
     """
 
     obs_offset_db: float = -20.0
     obs_scale_db: float = 10.0
     obs_se_scale: float = 2.0
+    setups: PowerControlSetups | None = None
 
 
 @functools.partial(jax.tree_util.register_dataclass)
@@ -193,6 +233,8 @@ class PowerControl(MultiAgentEnv):
         opt_lr: float | None = None,
         power_db_range: float | None = None,
         features: str = "auto",
+        setup_pool: int = 0,
+        setup_pool_seed: int = 0,
     ):
         self.L = V.positive_int("n_aps", n_aps)
         self.N = V.positive_int("n_antennas", n_antennas)
@@ -251,9 +293,60 @@ class PowerControl(MultiAgentEnv):
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,))
         self.global_state_space = spaces.Box(-np.inf, np.inf, (n_state,))
         self._prelog = prelog(self.tau_c, self.tau_p)
+        self.setup_pool = V.positive_int("setup_pool", setup_pool, minimum=0)
+        self.setup_pool_seed = V.positive_int("setup_pool_seed", setup_pool_seed, minimum=0)
+        if self.setup_pool_seed >= 2**32:
+            raise ValueError(f"setup_pool_seed must be < 2**32, got {setup_pool_seed}")
+        self._pool = None  # the pool of setup_pool_seed, drawn on first use
 
     def default_params(self, **overrides) -> PowerControlParams:
+        """``PowerControlParams`` with the defaults or ``overrides``; with ``setup_pool > 0``
+        (and no ``setups`` override) the pool of ``setup_pool_seed`` (``pool_setups()``)."""
+        if self.setup_pool and "setups" not in overrides:
+            overrides["setups"] = self.pool_setups()
         return PowerControlParams(**overrides)
+
+    # ---- setups -----------------------------------------------------------------------
+
+    def generate(self, key) -> PowerControlSetups:
+        """The setup that a reset without a pool generates from ``key`` (drop, correlated
+        shadowing, pilots by Algorithm 4.1, DCC; ``cfmimo_jax.setup.generate_setup``)."""
+        asd = None if self.asd is None else math.radians(self.asd)
+        s = generate_setup(key, self.L, self.K, self.N, self.tau_p, asd, asd, side=self.side_m)
+        return PowerControlSetups(gain_db=s.gain_db, R=s.R, pilot=s.pilot, D=s.D)
+
+    def draw_setups(self, key, n: int | None = None) -> PowerControlSetups:
+        """``n`` (default ``setup_pool``) setups stacked: setup ``i`` is ``generate(
+        jax.random.split(key, n)[i])`` (compiled, at most 256 setups at a time)."""
+        n = V.positive_int("n", self.setup_pool if n is None else n)
+        keys = jax.random.split(key, n)
+        return jax.jit(lambda ks: jax.lax.map(self.generate, ks, batch_size=min(n, 256)))(keys)
+
+    def pool_setups(self) -> PowerControlSetups:
+        """The pool of the configuration: ``draw_setups(jax.random.PRNGKey(setup_pool_seed))``,
+        drawn once per environment (cached)."""
+        if not self.setup_pool:
+            raise ValueError("setup_pool=0: this environment draws no pool of setups")
+        if self._pool is None:
+            with jax.ensure_compile_time_eval():  # concrete arrays even if first asked in a trace
+                self._pool = self.draw_setups(jax.random.PRNGKey(self.setup_pool_seed))
+        return self._pool
+
+    def _setup(self, key, params) -> PowerControlSetups:
+        """The episode's setup: generated from ``key``, or picked from ``params.setups`` with it
+        (uniformly: ``jax.random.randint(key, (), 0, n)``)."""
+        pool = params.setups
+        n = 0 if pool is None else pool.size
+        if n != self.setup_pool:
+            raise ValueError(
+                f"setup_pool={self.setup_pool} but the params carry "
+                + ("no pool of setups" if pool is None else f"a pool of {n} setups")
+                + ": use the params of make() or env.default_params()"
+            )
+        if pool is None:
+            return self.generate(key)
+        i = jax.random.randint(key, (), 0, n)
+        return jax.tree.map(lambda a: a[i], pool)
 
     # ---- physics ----------------------------------------------------------------------
 
@@ -306,8 +399,7 @@ class PowerControl(MultiAgentEnv):
     # ---- interface --------------------------------------------------------------------
 
     def reset_env(self, key, params):
-        asd = None if self.asd is None else math.radians(self.asd)
-        setup = generate_setup(key, self.L, self.K, self.N, self.tau_p, asd, asd, side=self.side_m)
+        setup = self._setup(key, params)
         R, pilot, D = setup.R, setup.pilot, setup.D
         B, _ = estimation_statistics(R, pilot, self.p_max, self.tau_p)
         m, s, F = mr_statistics(R, B, pilot, self.p_max, self.tau_p)
@@ -592,6 +684,10 @@ DEFAULT_CONFIG = {
     "obs_offset_db": -20.0,  # observed gain (gain_db - offset) / scale
     "obs_scale_db": 10.0,
     "obs_se_scale": 2.0,  # observed SE / scale
+    # 0: every reset generates a new setup; n > 0: n setups drawn once (from the key
+    # PRNGKey(setup_pool_seed), split n ways) into params.setups, each reset picks one at random
+    "setup_pool": 0,
+    "setup_pool_seed": 0,
 }
 _PARAMS = ("obs_offset_db", "obs_scale_db", "obs_se_scale")
 
@@ -607,4 +703,4 @@ def make(config: dict | None = None):
     for k in ("obs_scale_db", "obs_se_scale"):
         _positive(k, values[k])
     env = PowerControl(**config)
-    return env, PowerControlParams(**{k: float(v) for k, v in values.items()})
+    return env, env.default_params(**{k: float(v) for k, v in values.items()})
