@@ -1,8 +1,9 @@
-"""Receive combining and transmit precoding (book sections 5.1-5.2 and 6.1).
+"""Receive combining and transmit precoding (book sections 5.1-5.2 and 6.1), and the cluster
+precoders of [AP-COOP] eqs. (14)-(18) (:func:`cluster_rzf`).
 
-All kernels act on a batch of realizations ``Hhat[n, L, K, N]`` of one setup and return the
-combining vectors ``V[n, L, K, N]`` with ``V[:, l, k] = 0`` when AP ``l`` does not serve UE ``k``
-(``D[l, k]`` false).
+The combining kernels act on a batch of realizations ``Hhat[n, L, K, N]`` of one setup and
+return the combining vectors ``V[n, L, K, N]`` with ``V[:, l, k] = 0`` when AP ``l`` does not
+serve UE ``k`` (``D[l, k]`` false); the cluster precoders take one realization ``H[M, K, N]``.
 
 Centralized schemes never build the ``|M_k| N``-dimensional system of UE ``k``. With
 ``Z = blkdiag_l(Z_l)`` the error-plus-noise matrix of the scheme and ``Hs = Hhat P^{1/2}``, the
@@ -401,3 +402,118 @@ def distributed_combiners(Hhat, C, D, p, scheme: str):
     _check(Hhat, C, D, p)
     Hhat, C = as_complex(Hhat), as_complex(C)
     return distributed_all(Hhat, C, jnp.asarray(D, bool), p, (scheme,))[scheme]
+
+
+# --------------------------------------------------------------------------------------------
+# Cooperation clusters: joint RZF over a cluster, MRT for an AP alone ([AP-COOP] section III-B)
+
+
+def _unit_columns(W):
+    """``W[..., N] / ||W[..., N]||`` over the antenna axis; an all-zero vector stays zero (and
+    has zero gradient, no NaN)."""
+    n2 = jnp.sum(jnp.real(W) ** 2 + jnp.imag(W) ** 2, axis=-1, keepdims=True)
+    ok = n2 > 0
+    inv = jnp.where(ok, jax.lax.rsqrt(jnp.where(ok, n2, 1.0)), 0.0)
+    return W * inv.astype(W.dtype)
+
+
+def same_cluster(cluster):
+    """``S[m, n]``: APs ``m`` and ``n`` carry the same cluster label. ``cluster[M] -> [M, M]``."""
+    return cluster[:, None] == cluster[None, :]
+
+
+def cluster_serving(cluster, D):
+    """The UEs each AP transmits to under cluster cooperation: ``-> [M, K]`` bool.
+
+    ``S[m, k] = k in K_C(m) = union_{n in C(m)} K_n`` ([AP-COOP] section III-B), where
+    ``C(m)`` is the cluster of AP ``m`` (the APs with its label) and ``K_n = {k : D[n, k]}``;
+    for an AP alone this is ``D[m]``. These are the pairs where :func:`cluster_rzf` returns a
+    non-zero precoder (for non-zero channels). ``cluster[M]`` int, ``D[M, K]`` bool.
+    """
+    S = same_cluster(jnp.asarray(cluster)).astype(jnp.float32)
+    return (S @ jnp.asarray(D).astype(jnp.float32)) > 0
+
+
+def mrt_precoders(H, D):
+    """Normalised MRT ``w_mk = hhat_mk / ||hhat_mk||`` for ``D[m, k]``, else 0 ([AP-COOP]
+    eq. (18)). ``H[M, K, N]`` estimates, ``D[M, K]`` -> ``W[M, K, N]``; a zero channel gives
+    ``w = 0``. A real ``H`` is promoted to complex."""
+    H = as_complex(H)
+    return _unit_columns(H * jnp.asarray(D).astype(H.dtype)[..., None])
+
+
+def _check_cluster_rzf(H, cluster, D, alpha):
+    if jnp.ndim(H) != 3:
+        raise ValueError(f"H must have shape [M, K, N], got {jnp.shape(H)}")
+    M, K, _ = jnp.shape(H)
+    V.finite("H", H)
+    V.shape("cluster", cluster, (M,))
+    if not jnp.issubdtype(jnp.result_type(cluster), jnp.integer):
+        raise ValueError(
+            f"cluster must be an integer array of labels, got dtype {jnp.result_type(cluster)}"
+        )
+    V.serving("D", D, M, K)
+    if jnp.ndim(alpha) != 0:
+        raise ValueError(f"alpha must be a scalar, got shape {jnp.shape(alpha)}")
+    a = V.concrete(alpha)
+    if a is not None and (not np.isfinite(a) or np.iscomplexobj(a) or float(a) <= 0):
+        raise ValueError(f"alpha must be a positive real number, got {a!r}")
+
+
+def cluster_rzf(H, cluster, D, alpha):
+    """Cluster precoders: joint RZF within each cooperation cluster, MRT for APs alone
+    ([AP-COOP] eqs. (14)-(18)). ``-> W[M, K, N]``, unit-norm ``w_mk`` or 0.
+
+    ``H[M, K, N]`` channel estimates ``hhat_mk`` (noise-normalised; a real ``H`` is promoted
+    to complex), ``cluster[M]`` integer labels (APs with equal labels form one cluster; any
+    integers, e.g. from :func:`cfmimo_jax.cooperation.clusters_from_agreements`; an AP alone
+    has a label no other AP has), ``D[M, K]`` serving mask (``K_m = {k : D[m, k]}``),
+    ``alpha > 0`` the regularisation of eq. (16).
+
+    For a cluster ``C`` of at least two APs, with ``K_C = union_{m in C} K_m`` and
+    ``H_C = [h_k^C]_{k in K_C}`` (``|C| N x |K_C|``, eqs. (14)-(15)), the precoder of UE
+    ``k_j`` is the ``j``-th column of
+
+        W_C^H = (H_C H_C^H + alpha I_{|C|N})^{-1} H_C = H_C (H_C^H H_C + alpha I_{|K_C|})^{-1},
+
+    i.e. eq. (16) read with the users as rows: eq. (16) as printed,
+    ``H_C^H (H_C H_C^H + alpha I)^{-1}``, is ``|K_C| x |C|N``, and its conjugate transpose is
+    the standard RZF precoder whose columns are the ``|C|N``-vectors that eq. (17) splits (so
+    that ``h_k^{C,H} w_k^C`` is real and positive). The dual, ``|K_C| x |K_C|`` form is
+    computed (Cholesky), from the per-AP Grams ``H_m^H H_m`` summed over the cluster. Each
+    AP's ``N``-segment is then normalised, eq. (17): ``w_mk = [w_k^C]_m / ||[w_k^C]_m||``.
+    Every AP of the cluster transmits to every UE of ``K_C`` (joint transmission; an AP of
+    the cluster that serves no UE itself still transmits to the cluster's UEs; see
+    :func:`cluster_serving`); multiply by ``D[..., None]`` for precoders on ``D`` alone.
+    For an AP alone (a cluster of one AP, "non-cooperating"): MRT on its own UEs, eq. (18)
+    (:func:`mrt_precoders`). ``w_mk = 0`` for every other pair and wherever a segment is
+    zero.
+
+    Static shapes: one ``K x K`` system per AP (the system of its cluster, users outside
+    ``K_C`` masked to identity rows), so a cluster of ``s`` APs solves its system ``s`` times;
+    cost ``O(M^2 K^2 + M K^3)``. Inside ``jit`` the inputs are assumed valid (integer labels,
+    finite ``H``, ``alpha > 0``; checked here when concrete). In float32, a small ``alpha``
+    relative to the Gram (``|K_C| > |C| N`` or nearly collinear users) loses accuracy.
+    """
+    _check_cluster_rzf(H, cluster, D, alpha)
+    H = as_complex(H)
+    return _cluster_rzf(H, jnp.asarray(cluster), jnp.asarray(D).astype(bool), alpha)
+
+
+def _cluster_rzf(H, cluster, D, alpha):
+    M, K, N = H.shape
+    rdt = real_dtype(H)
+    S = same_cluster(cluster)  # [M, M]
+    size = jnp.sum(S, axis=1)  # [M]
+    users = (S.astype(rdt) @ D.astype(rdt)) > 0  # [M, K]: K_C(m)
+    G = gram_cross(H, H)  # [M, K, K]: H_m^H H_m
+    # Gram of each AP's cluster, sum_{n in C(m)} H_n^H H_n, as one real matmul (packed)
+    Gc = unpack_hermitian(masked_sum(S, pack_hermitian(G)[None])[0])  # [M, K, K]
+    u = users.astype(rdt)
+    eye = jnp.eye(K, dtype=rdt)
+    diag = jnp.asarray(alpha, rdt) * u + (1.0 - u)  # alpha on K_C, identity rows elsewhere
+    A = Gc * (u[:, :, None] * u[:, None, :]).astype(H.dtype) + (diag[:, :, None] * eye)
+    X = chol_solve(A, (u[:, :, None] * eye).astype(H.dtype))  # [M, K(j), K(k)]
+    W_rzf = jnp.einsum("mja,mjk->mka", H, X)  # AP m's segment of w_k^C
+    W = jnp.where((size >= 2)[:, None, None], W_rzf, H * D.astype(H.dtype)[..., None])
+    return _unit_columns(W)
