@@ -70,6 +70,9 @@ HPARAM_NAMES = (
     "lambda_lr",
     "lambda_init",
     "cost_weight",
+    "lambda_kp",
+    "lambda_ki",
+    "lambda_kd",
 )
 
 
@@ -110,6 +113,16 @@ class PPOConfig:
     pretrain_lr: float = 3e-3
     pretrain_smoothing: float = 0.0
     critic_warmup: int = 0
+    lambda_update: str = "plain"
+    lambda_kp: float = 0.0
+    lambda_ki: float = 0.1
+    lambda_kd: float = 0.0
+    lambda_max: float = 100.0
+    ent_target: float | None = None
+    ent_adapt_lr: float = 0.1
+    select: str = "last"
+    select_envs: int = 16
+    select_steps: int = 10
 
     def __post_init__(self):
         for name in ("n_envs", "n_steps", "n_updates", "updates_per_chunk", "epochs"):
@@ -135,6 +148,24 @@ class PPOConfig:
             raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.pretrain_updates and not self.pretrain_policy:
             raise ValueError("pretrain_updates > 0 needs a pretrain_policy (a heuristic's name)")
+        if self.lambda_update not in ("plain", "pid"):
+            raise ValueError(f"lambda_update must be 'plain' or 'pid', got {self.lambda_update!r}")
+        for name in ("lambda_kp", "lambda_ki", "lambda_kd"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        if not self.lambda_max > 0:
+            raise ValueError(f"lambda_max must be positive, got {self.lambda_max!r}")
+        if self.ent_target is not None and not 0 < self.ent_target:
+            raise ValueError(f"ent_target must be null or positive, got {self.ent_target!r}")
+        if not self.ent_adapt_lr > 0:
+            raise ValueError(f"ent_adapt_lr must be positive, got {self.ent_adapt_lr!r}")
+        if self.select not in ("last", "best"):
+            raise ValueError(f"select must be 'last' or 'best', got {self.select!r}")
+        for name in ("select_envs", "select_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.critic not in ("central", "local"):
             raise ValueError(f"critic must be 'central' or 'local', got {self.critic!r}")
         if self.encoder not in ("gru", "mlp"):
@@ -211,6 +242,26 @@ DEFAULT_CONFIG = {
     "pretrain_lr": 0.003,
     "pretrain_smoothing": 0.0,  # label smoothing of the imitation targets
     "critic_warmup": 0,  # first PPO updates that train the value heads only
+    # multiplier update: plain (APS-GNN eq. (14): lambda += lambda_lr (Jc - d), projected) |
+    # pid (Stooke, Achiam, Abbeel 2020: lambda = Kp e + Ki I + Kd max(0, Jc - Jc_prev),
+    # e = Jc - d, I = max(0, I + e), clipped to [0, lambda_max])
+    "lambda_update": "plain",
+    "lambda_kp": 0.0,
+    "lambda_ki": 0.1,
+    "lambda_kd": 0.0,
+    "lambda_max": 100.0,
+    # target entropy (nats per decision; null: the fixed ent_coef): the entropy coefficient
+    # adapts, ent_coef *= exp(ent_adapt_lr (H_target - H) / H_target), within [1e-4, 1]
+    "ent_target": None,
+    "ent_adapt_lr": 0.1,
+    # which parameters a run reports: last | best (after every chunk of updates the greedy
+    # policy runs on fixed validation episodes, held out from training and from the final
+    # evaluation; best = the best feasible one: validation cost <= cost_limit first, then the
+    # highest reward; Lagrangian trainers; otherwise the highest reward - cost_weight cost);
+    # the post-imitation start is a candidate
+    "select": "last",
+    "select_envs": 16,  # validation episodes (environments) of the selection
+    "select_steps": 10,  # steps per validation environment
 }
 
 
@@ -230,6 +281,8 @@ class RunnerState:
     hparams: dict
     ep_return: jax.Array
     ep_cost: jax.Array
+    control: dict
+    best: dict
 
 
 def _raw_key(key):
@@ -382,19 +435,98 @@ class Trainer:
         obs, env_state = jax.vmap(self.env.reset, (0, None))(env_keys, self.env_params)
         obs = obs.astype(jnp.float32)
         n = self.config.n_envs
+        lam0 = jnp.asarray(hp["lambda_init"], jnp.float32)
+        ki = hp["lambda_ki"]
+        control = {
+            # PID: the integral starts where Ki I = lambda_init
+            "integral": jnp.where(ki > 0, lam0 / jnp.where(ki > 0, ki, 1.0), 0.0),
+            "prev_cost": jnp.float32(0.0),
+            "ent_coef": jnp.asarray(hp["ent_coef"], jnp.float32),
+        }
+        best = None
+        if self.config.select == "best":
+            # validation episodes: a key derived from the run's key without consuming it, so
+            # the training streams equal those of select="last"
+            k_val = jax.random.fold_in(key, 0x5E1EC7)
+            r, cst = self.validate(params, k_val)
+            best = {
+                "key": k_val,
+                "params": params,
+                "feasible": self._feasible(cst, hp),
+                "reward": r,
+                "cost": cst,
+                "update": jnp.int32(0),
+            }
         state = RunnerState(
             params=params,
             opt_state=opt_state,
             env_state=env_state,
             obs=obs,
             key=key,
-            lagrange=jnp.asarray(hp["lambda_init"], jnp.float32),
+            lagrange=lam0,
             update=jnp.int32(0),
             hparams=hp,
             ep_return=jnp.zeros((n,), jnp.float32),
             ep_cost=jnp.zeros((n,), jnp.float32),
+            control=control,
+            best=best,
         )
         return state, pre
+
+    # ---- checkpoint selection ---------------------------------------------------------------
+
+    def validate(self, params, key):
+        """The greedy policy of ``params`` on the validation episodes of ``key``
+        (``select_envs`` environments x ``select_steps`` steps): ``-> (reward, cost)``, the
+        means per agent and step (cost 0 where the environment has none)."""
+        c = self.config
+        out = evaluate_policy(
+            self.env,
+            self.env_params,
+            lambda obs, k, s: self.sample(params, obs.astype(jnp.float32), k, greedy=True)[0],
+            key,
+            c.select_envs,
+            c.select_steps,
+        )
+        reward = jnp.mean(out["reward"]).astype(jnp.float32)
+        cost = jnp.mean(out["cost"]).astype(jnp.float32) if "cost" in out else jnp.float32(0)
+        return reward, cost
+
+    def _feasible(self, cost, hp):
+        if self.config.lagrangian:
+            return cost <= hp["cost_limit"]
+        return jnp.bool_(True)
+
+    def _select(self, rs: RunnerState):
+        """Validate ``rs.params`` and keep them in ``rs.best`` when better: a feasible
+        candidate beats an infeasible one; among feasible ones the higher validation reward
+        wins (unconstrained trainers: ``reward - cost_weight cost``), among infeasible ones the
+        lower cost. ``-> (state, validation metrics)``."""
+        hp, best = rs.hparams, rs.best
+        r, cst = self.validate(rs.params, best["key"])
+        feas = self._feasible(cst, hp)
+        if self.config.lagrangian:
+            score, best_score = r, best["reward"]
+        else:
+            score = r - hp["cost_weight"] * cst
+            best_score = best["reward"] - hp["cost_weight"] * best["cost"]
+        better = better_candidate(feas, score, cst, best["feasible"], best_score, best["cost"])
+        pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(better, a, b), new, old)  # noqa: E731
+        new_best = {
+            "key": best["key"],
+            "params": pick(rs.params, best["params"]),
+            "feasible": jnp.where(better, feas, best["feasible"]),
+            "reward": jnp.where(better, r, best["reward"]),
+            "cost": jnp.where(better, cst, best["cost"]),
+            "update": jnp.where(better, rs.update, best["update"]),
+        }
+        val = {"val_reward": r, "val_cost": cst, "best_update": new_best["update"]}
+        return dataclasses.replace(rs, best=new_best), val
+
+    def report_params(self, rs: RunnerState):
+        """The parameters a run reports: the selected ones with ``select="best"``, else the
+        last."""
+        return rs.best["params"] if self.config.select == "best" else rs.params
 
     def pretrain(self, params, key):
         """Supervised imitation of a heuristic (APS-GNN section V-B): ``pretrain_updates``
@@ -458,10 +590,14 @@ class Trainer:
             obs2 = obs2.astype(jnp.float32)  # the trainer works in float32 (also under x64)
             reward = reward.astype(jnp.float32)
             cost = info.get("cost", jnp.zeros_like(reward)).astype(jnp.float32)
+            # the environment's credit-assigned learning signals where it offers them (e.g.
+            # difference rewards); reward and cost themselves drive the metrics and multiplier
+            s_r = info.get("signal_reward", reward).astype(jnp.float32)
+            s_c = info.get("signal_cost", cost).astype(jnp.float32)
             if c.lagrangian:
-                sig = jnp.stack([reward, cost], -1)
+                sig = jnp.stack([s_r, s_c], -1)
             else:  # a scalarised reward (cost_weight = 0: the plain reward)
-                sig = (reward - rs.hparams["cost_weight"] * cost)[..., None]
+                sig = (s_r - rs.hparams["cost_weight"] * s_c)[..., None]
             sig = sig.astype(jnp.float32)
             if c.team_reward or self.policy.team_signal:  # the mean over agents (team signal)
                 sig = jnp.broadcast_to(jnp.mean(sig, axis=-2, keepdims=True), sig.shape)
@@ -549,13 +685,19 @@ class Trainer:
         )
         chex.assert_shape([adv, ret], (T, E, A, H))
         lam = rs.lagrange
+        control = dict(rs.control)
         if c.lagrangian:
             actor_adv = (_normalise(adv[..., 0]) - lam * _normalise(adv[..., 1])) / (1.0 + lam)
             mean_cost = jnp.mean(tr.cost)
-            new_lam = jnp.maximum(lam + hp["lambda_lr"] * (mean_cost - hp["cost_limit"]), 0.0)
+            if c.lambda_update == "pid":
+                new_lam, control = pid_multiplier(control, mean_cost, rs.update, hp, c.lambda_max)
+            else:
+                new_lam = jnp.maximum(lam + hp["lambda_lr"] * (mean_cost - hp["cost_limit"]), 0.0)
         else:
             actor_adv = _normalise(adv[..., 0])
             new_lam = lam
+        if c.ent_target is not None:  # the loss uses the adaptive entropy coefficient
+            hp = dict(hp, ent_coef=control["ent_coef"])
         chex.assert_shape(actor_adv, (T, E, A))
         data = PPOBatch(
             obs=tr.obs, action=tr.action, logp=tr.logp, value=tr.value, adv=actor_adv, ret=ret
@@ -596,6 +738,11 @@ class Trainer:
         )
         n_done = jnp.sum(tr.done)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
+        if c.ent_target is not None:
+            metrics["ent_coef"] = control["ent_coef"]
+            control["ent_coef"] = adapt_entropy_coef(
+                control["ent_coef"], metrics["entropy"], c.ent_target, c.ent_adapt_lr
+            )
         metrics.update(
             reward=jnp.mean(tr.reward),
             cost=jnp.mean(tr.cost),
@@ -614,19 +761,37 @@ class Trainer:
             key=key,
             lagrange=new_lam,
             update=rs.update + 1,
-            hparams=hp,
+            hparams=rs.hparams,
             ep_return=ep_ret,
             ep_cost=ep_cost,
+            control=control,
+            best=rs.best,
         )
         return rs, metrics
 
     def update(self, rs: RunnerState):
-        """``updates_per_chunk`` PPO updates: ``-> (state, metrics)``, metrics ``[chunk]`` each."""
-        return engine.update_chunk(self._update_step, rs, self.config.updates_per_chunk)
+        """``updates_per_chunk`` PPO updates: ``-> (state, metrics)``, metrics ``[chunk]`` each
+        (with ``select="best"`` then the validation of the chunk's last parameters:
+        ``val_reward``, ``val_cost``, ``best_update``, repeated over the chunk)."""
+        n = self.config.updates_per_chunk
+        rs, metrics = engine.update_chunk(self._update_step, rs, n)
+        if self.config.select == "best":
+            rs, val = self._select(rs)
+            metrics.update({k: jnp.broadcast_to(v, (n,)) for k, v in val.items()})
+        return rs, metrics
 
     def summary(self, rs: RunnerState) -> dict:
-        """Scalars of a final state worth reporting (the Lagrange multiplier)."""
-        return {"final_lagrange": float(rs.lagrange)}
+        """Scalars of a final state worth reporting (the Lagrange multiplier, the selection)."""
+        out = {"final_lagrange": float(rs.lagrange)}
+        if self.config.select == "best":
+            b = rs.best
+            out["selected"] = {
+                "update": int(b["update"]),
+                "feasible": bool(b["feasible"]),
+                "val_reward": float(b["reward"]),
+                "val_cost": float(b["cost"]),
+            }
+        return out
 
     def train(self, key, hparams: dict | None = None):
         """All ``n_updates`` updates from ``key``: ``-> (state, metrics[n_updates])``. One
@@ -643,6 +808,40 @@ class Trainer:
         if key is None:
             return self._act_policy.sample(params, obs, jax.random.PRNGKey(0), greedy=True)[0]
         return self._act_policy.sample(params, obs, key)[0]
+
+
+def better_candidate(feasible, score, cost, best_feasible, best_score, best_cost):
+    """Whether a candidate beats the best so far: a feasible one beats an infeasible one;
+    between two feasible ones the higher score (validation reward), between two infeasible
+    ones the lower cost; ties keep the earlier one."""
+    return (feasible & ~best_feasible) | (
+        (feasible == best_feasible) & jnp.where(feasible, score > best_score, cost < best_cost)
+    )
+
+
+def pid_multiplier(control: dict, cost, update, hp: dict, lambda_max: float):
+    """PID Lagrange multiplier (Stooke, Achiam, Abbeel 2020, "Responsive Safety in
+    Reinforcement Learning by PID Lagrangian Methods", Algorithm 2): with ``e = Jc - d``,
+    ``I <- min(max(0, I + e), lambda_max / Ki)``, ``D = max(0, Jc - Jc_prev)`` (0 at the first
+    update), ``lambda = clip(Kp e + Ki I + Kd D, 0, lambda_max)``. ``Kp = Kd = 0`` is the
+    integral-only controller, the plain projected step of APS-GNN eq. (14) with ``eta = Ki``.
+    ``-> (lambda, control)`` (``control`` with the new ``integral`` and ``prev_cost``)."""
+    kp, ki, kd = hp["lambda_kp"], hp["lambda_ki"], hp["lambda_kd"]
+    e = cost - hp["cost_limit"]
+    cap = jnp.where(ki > 0, lambda_max / jnp.where(ki > 0, ki, 1.0), 0.0)
+    integral = jnp.clip(control["integral"] + e, 0.0, cap)
+    deriv = jnp.where(update > 0, jnp.maximum(cost - control["prev_cost"], 0.0), 0.0)
+    lam = jnp.clip(kp * e + ki * integral + kd * deriv, 0.0, lambda_max)
+    control = dict(control, integral=integral, prev_cost=jnp.asarray(cost, jnp.float32))
+    return lam.astype(jnp.float32), control
+
+
+def adapt_entropy_coef(coef, entropy, target: float, lr: float):
+    """Target-entropy control of the entropy bonus: ``coef * exp(lr (H_target - H) /
+    H_target)`` clipped to ``[1e-4, 1]`` (the coefficient grows while the policy's mean
+    entropy per decision is below the target and shrinks above it)."""
+    coef = coef * jnp.exp(lr * (target - entropy) / target)
+    return jnp.clip(coef, 1e-4, 1.0).astype(jnp.float32)
 
 
 def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:

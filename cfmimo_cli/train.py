@@ -283,7 +283,7 @@ def train(
     if stopped:
         return {"stopped_after_chunk": done_chunks, "state": state}
 
-    results = evaluate_run(config, state.params, env, env_params, trainer)
+    results = evaluate_run(config, _reported(trainer, state), env, env_params, trainer)
     rows = [json.loads(x) for x in metrics_path.read_text(encoding="utf-8").splitlines()]
     from .plots import plot_learning_curves
 
@@ -304,6 +304,13 @@ def train(
         print(format_eval_table(results, _columns(env, results)), file=stream)
     summary["state"] = state
     return summary
+
+
+def _reported(trainer, state):
+    """The parameters a run reports (``Trainer.report_params``: the selected checkpoint with
+    ``trainer.select=best``), else the last ones."""
+    report = getattr(trainer, "report_params", None)
+    return report(state) if report is not None else state.params
 
 
 def _title(config):
@@ -347,8 +354,10 @@ def evaluate_checkpoint(run_dir: str | Path, stream=None) -> dict[str, Any]:
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(config["seed"]))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     step, state = _restore(manager, abstract)
-    results = evaluate_run(config, state.params, env, env_params, trainer)
+    results = evaluate_run(config, _reported(trainer, state), env, env_params, trainer)
     out = {"checkpoint_chunk": step, "evaluation": results}
+    if hasattr(trainer, "summary"):
+        out.update({k: v for k, v in trainer.summary(state).items() if k == "selected"})
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     if stream is not False:
         print(format_eval_table(results, _columns(env, results)), file=stream)

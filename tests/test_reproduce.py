@@ -58,6 +58,15 @@ def test_method_overrides_and_run_config():
     team = rp.run_config(_config(), "medium_pedestrian", "aps_gnn_team", 0)
     assert team["algorithm"] == "mappo_lagr" and team["trainer"]["team_reward"] is True
     assert cfg["trainer"]["team_reward"] is False  # the paper's local reward and cost
+    # the paper's methods train as published whatever the embedded default's controls
+    for m in ("aps_gnn", "ppo_lagr", "mat_lagr", "aps_gnn_team"):
+        t = rp.run_config(_config(), "medium_pedestrian", m, 0)
+        assert t["trainer"]["lambda_update"] == "plain" and t["trainer"]["select"] == "last"
+        assert t["trainer"]["gamma"] == 0.9 and t["trainer"]["ent_target"] is None
+        assert t["env"]["signals"] == "local"
+    rob = rp.run_config(_config(), "medium_pedestrian", "aps_gnn_robust", 0)
+    assert rob["env"]["signals"] == "difference" and rob["trainer"]["select"] == "best"
+    assert rob["trainer"]["lambda_update"] == "pid" and rob["trainer"]["gamma"] == 0.0
     with pytest.raises(ConfigError, match="unknown method"):
         rp.method_overrides("unconstrained_wx")
 

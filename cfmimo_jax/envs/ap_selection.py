@@ -151,6 +151,34 @@ def _mrt_se_real(hr, hi, ur, ui, A):
     return jnp.log2(1.0 + sinr), sinr
 
 
+def switch_off_se(hr, hi, ur, ui, A):
+    """Per-UE SE of every one-link counterfactual: ``se_off[..., L, K, K]``, entry
+    ``[..., l, k, j]`` the SE of UE ``j`` with link ``(l, k)`` switched off (``A_lk = 0``, AP
+    ``l``'s power re-split over its other UEs) and every other link as in ``A``; for a link that
+    is already off it is the SE under ``A``. Inputs as ``_mrt_se_real`` (``[..., L, K]``).
+
+    Switching one link changes only AP ``l``'s beams, so the gains are updated, not recomputed:
+    ``g'_{kj} = g_kj + h_lk conj(u_lj) (q'_l A'_lj - q_l A_lj)`` with ``q = 1 / sqrt(max(n, 1))``
+    (``O(L K^3)`` per slot instead of ``O(L^2 K^3)``)."""
+    Af = A.astype(hr.dtype)
+    n = jnp.sum(Af, axis=-1, keepdims=True)  # [..., L, 1]
+    q = jax.lax.rsqrt(jnp.maximum(n, 1.0))
+    w = q * Af  # [..., L, J] beam amplitudes
+    h = jax.lax.complex(hr, hi)
+    u = jax.lax.complex(ur, -ui)  # conj(u)
+    g = jnp.einsum("...lk,...lj->...kj", h, w * u)  # [..., K, J]
+    off = jnp.eye(A.shape[-1], dtype=hr.dtype)  # link k of AP l off: row k of this
+    A2 = Af[..., :, None, :] * (1.0 - off)  # [..., L, k, J]
+    n2 = n[..., None] - Af[..., :, :, None]  # [..., L, k, 1]
+    w2 = jax.lax.rsqrt(jnp.maximum(n2, 1.0)) * A2
+    delta = (w2 - w[..., :, None, :]) * u[..., :, None, :]  # [..., L, k, J]
+    g2 = g[..., None, None, :, :] + h[..., :, None, :, None] * delta[..., :, :, None, :]
+    p = jnp.real(g2) ** 2 + jnp.imag(g2) ** 2  # [..., L, k, K', J]
+    sig = jnp.diagonal(p, axis1=-2, axis2=-1)
+    sinr = sig / (jnp.sum(p, axis=-1) - sig + 1.0)
+    return jnp.log2(1.0 + sinr)
+
+
 def channel_polar(params: APSelectionParams, ap_pos, ue_pos, field):
     """LoS channels in polar form from the 3-D distances: ``(snr_db[..., L, K],
     phase[..., L, K])`` for ``ap_pos[L, 2]`` and ``ue_pos[..., K, 2]`` (leading axes, e.g. the
@@ -199,7 +227,11 @@ class APSelection(MultiAgentEnv):
         n_windows: int = 10,
         history: int = 10,
         shadow_terms: int = 64,
+        signals: str = "local",
     ):
+        if signals not in ("local", "difference"):
+            raise ValueError(f"signals must be 'local' or 'difference', got {signals!r}")
+        self.signals = signals
         self.L = V.positive_int("n_aps", n_aps)
         self.K = V.positive_int("n_ues", n_ues)
         self.T = V.positive_int("window_slots", window_slots)
@@ -303,9 +335,12 @@ class APSelection(MultiAgentEnv):
         snr_db, phase = channel_polar(params, state.ap_pos, pos, state.field)  # [T, L, K]
         amp = db_to_amplitude(snr_db)
         ui, ur = sincos(phase)
-        se, _ = _mrt_se_real(amp * ur, amp * ui, ur, ui, A)  # rho is folded into h; [T, K]
+        hr, hi = amp * ur, amp * ui
+        se, _ = _mrt_se_real(hr, hi, ur, ui, A)  # rho is folded into h; [T, K]
         mags = (snr_db - params.obs_offset_db) / params.obs_scale_db  # 20 log10 |h_lk|
         hist = jnp.moveaxis(mags[self.T - self.history :], 0, -1)  # [L, K, history]
+        if self.signals == "difference":
+            return ue, hist, se, switch_off_se(hr, hi, ur, ui, A)
         return ue, hist, se
 
     def reset_env(self, key, params):
@@ -325,18 +360,28 @@ class APSelection(MultiAgentEnv):
         state = APSelectionState(
             ap_pos, ue, field, jnp.zeros((self.L, self.K, self.history), dtype), jnp.int32(0)
         )
-        ue, hist, _ = self._play_window(kw, state, jnp.zeros((self.L, self.K), bool), params)
+        ue, hist = self._play_window(kw, state, jnp.zeros((self.L, self.K), bool), params)[:2]
         state = dataclasses.replace(state, ue=ue, hist=hist)
         return self._obs(hist), state
 
     def step_env(self, key, state, actions, params):
         A = actions.reshape(self.L, self.K) > 0
-        ue, hist, se = self._play_window(key, state, A, params)
+        ue, hist, se, *cf = self._play_window(key, state, A, params)
         se_avg = jnp.mean(se, axis=0)  # [K], the window average of constraint (10b)
         active = jnp.any(A, axis=1)  # [L]
         reward = -jnp.broadcast_to(active[:, None], (self.L, self.K)).astype(se.dtype)
         shortfall = jnp.maximum(params.se_target - se_avg, 0.0)
         cost = jnp.broadcast_to(shortfall[None, :], (self.L, self.K))
+        signals = {}
+        if cf:  # difference signals: the team's change when the agent's link is switched off
+            sf_off = jnp.maximum(params.se_target - jnp.mean(cf[0], axis=0), 0.0)  # [L, K, K]
+            d_cost = jnp.sum(shortfall) - jnp.sum(sf_off, axis=-1)  # [L, K]
+            n_l = jnp.sum(A, axis=1, keepdims=True)
+            d_reward = -(A & (n_l == 1)).astype(se.dtype)  # the link alone keeps its AP on
+            signals = {
+                "signal_reward": d_reward.reshape(-1),
+                "signal_cost": jnp.where(A, d_cost, 0.0).reshape(-1),
+            }
         power = ap_power_consumption(
             active, params.ap_power_w, params.amp_efficiency, params.circuit_power_w
         )
@@ -350,6 +395,7 @@ class APSelection(MultiAgentEnv):
             "active_aps": jnp.sum(active.astype(se.dtype)),
             "power_w": jnp.sum(power),
             "se": se_avg,
+            **signals,
         }
         return (
             self._obs(hist),
@@ -397,8 +443,13 @@ DEFAULT_CONFIG = {
     "mobility": "pedestrian",  # pedestrian | vehicular (speed class of the random waypoint)
     "se_target": 2.0,  # bit/s/Hz per UE (window average): the cost's threshold
     "radius_m": 500.0,  # disc radius
+    # learning signals: local (APS-GNN eqs. (11)-(12)) | difference (also info["signal_reward"]
+    # and info["signal_cost"]: the change of the AP count and of the sum of shortfalls when the
+    # agent's own link is switched off, 0 for links that are off; Wolpert and Tumer's
+    # difference rewards; reward and cost themselves stay those of eqs. (11)-(12))
+    "signals": "local",
 }
-_SIZES = ("n_aps", "n_ues", "window_slots", "n_windows", "history", "shadow_terms")
+_SIZES = ("n_aps", "n_ues", "window_slots", "n_windows", "history", "shadow_terms", "signals")
 
 
 def make(config: dict | None = None):
