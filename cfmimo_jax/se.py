@@ -35,7 +35,7 @@ from .estimation import (
     powers,
     real_dtype,
 )
-from .linalg import chol_solve
+from .linalg import chol_solve, cholesky, hermitian_part, solve_lower
 from .processing import (
     CENTRALIZED,
     DISTRIBUTED,
@@ -751,3 +751,229 @@ def _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c):
     if rho is not None:
         V.shape("rho", rho, (L, K))
         V.finite("rho", rho, nonneg=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-antenna UEs: the log-det SE of cell-free XL-MIMO ([XL-FUZZY] eqs. (7)-(8))
+
+#: Combiners of :func:`uplink_se_log_det`.
+LOG_DET_COMBINERS = ("mr", "l_mmse")
+#: Estimators of the cross-BS expectations in :func:`uplink_se_log_det`.
+LOG_DET_ESTIMATORS = ("independent", "sample")
+#: L-MMSE solve paths of :func:`uplink_se_log_det`.
+LOG_DET_SOLVES = ("auto", "gram", "direct")
+
+
+def uplink_se_log_det(
+    G,
+    p,
+    combiner: str = "mr",
+    tau_p=None,
+    tau_c=None,
+    chunk=None,
+    *,
+    estimator: str = "independent",
+    solve: str = "auto",
+):
+    """Uplink SE of multi-antenna UEs with per-BS combining and CPU averaging: ``[K]``.
+
+    [XL-FUZZY] Corollary 1, eq. (8): ``SE_k = log2 det(I_Ns + E_k^H Psi_k^{-1} E_k)`` with
+
+        E_k   = sqrt(p_k) sum_m E{V_mk^H G_mk},
+        Psi_k = sum_l p_l sum_m sum_m' E{V_mk^H G_ml G_m'l^H V_m'k} - E_k E_k^H
+                + sum_m E{V_mk^H V_mk},
+
+    the use-and-then-forget bound of the CPU estimate ``xhat_k = (1/M) sum_m V_mk^H y_m`` of
+    eq. (7), every BS taking part. Readings:
+
+    - The CPU averages the local estimates ``V_mk^H y_m`` of all ``M`` BSs with equal weights
+      (LSFD weights ``a = 1``); the ``1/M`` scales ``E_k`` by ``1/M`` and ``Psi_k`` by
+      ``1/M^2``, so it cancels in eq. (8).
+    - The interference term is the covariance of ``sum_m V_mk^H G_ml x_l``,
+      ``E{V_mk^H G_ml G_m'l^H V_m'k}``; eq. (8) prints ``E{V_mk^H G_ml V_m'l^H G_m'k}``, which
+      swaps two indices (that product has no meaning as a covariance; for ``N_s = 1`` it
+      would not reduce to the single-antenna SINR). ``p_l`` is the per-antenna power, so
+      ``E[x_l x_l^H] = p_l I``; the noise is normalised to ``I`` (``G`` over noise).
+    - Combining, per BS and realization ([XL-FUZZY] section II-B, perfect CSI): MR
+      ``V_mk = G_mk``; L-MMSE ``V_mk = (sum_l p_l G_ml G_ml^H + I_Nr)^{-1} G_mk``. The paper's
+      leading ``p_k`` of L-MMSE scales ``E_k`` by ``p_k`` and ``Psi_k`` by ``p_k^2`` and so
+      cancels; it is left out, so ``p_k = 0`` gives ``SE_k = 0`` instead of ``0 / 0``.
+    - The expectations are means over the ``n`` realizations of ``G``. ``estimator``:
+      ``"independent"`` (default) uses that the channels (and so the combiners) of different
+      BSs are independent: for ``m != m'``,
+      ``E{V_mk^H G_ml G_m'l^H V_m'k} = E{V_mk^H G_ml} E{V_m'k^H G_m'l}^H``, the product of two
+      sample means (the estimator of the book's Thm 5.4 in :func:`uplink_se`); it has much
+      less variance for few realizations and requires ``G`` independent over BSs (true for
+      :func:`cfmimo_jax.nearfield.sample_channels`). ``"sample"`` takes the sample mean of the
+      whole product ``(sum_m V_mk^H G_ml)(sum_m V_mk^H G_ml)^H``. Both converge to eq. (8).
+      For ``N_s = 1`` the SE is ``log2(1 + p_k |E[v_k^H g_k]|^2 / (sum_i p_i E|v_k^H g_i|^2
+      - p_k |E[v_k^H g_k]|^2 + E||v_k||^2))`` (``v``, ``g`` stacked over BSs).
+
+    Args:
+      G: ``[n, M, K, N_r, N_s]`` channel realizations, normalised by the noise (a real ``G`` is
+        promoted to complex).
+      p: ``[K]`` or scalar, per-antenna transmit powers ``p_{k,N_s}`` (mW), ``>= 0``.
+      combiner: ``"mr"`` or ``"l_mmse"``.
+      tau_p, tau_c: if given (both), the SE is scaled by ``(tau_c - tau_p) / tau_c``; else
+        prelog 1 (the paper's eq. (8)).
+      chunk: realizations per ``lax.scan`` step (default: a power of two up to 64 that keeps
+        the per-chunk arrays near 2^20 elements); the realizations are given, so it only
+        changes the summation order.
+      estimator: ``"independent"`` or ``"sample"`` (above).
+      solve: L-MMSE path, ``"gram"`` (a ``K N_s x K N_s`` system: with ``F^H F = W_m =
+        G_m^H G_m``, ``V_m^H G_m = F^H (I + F P F^H)^{-1} F``), ``"direct"`` (the
+        ``N_r x N_r`` Cholesky solve of ``Phi_m = I + G_m P G_m^H``) or ``"auto"`` (``gram``
+        when ``K N_s < N_r``). The same result (the Gram path's factor of ``W_m`` carries a
+        relative jitter of ``1e3 eps``: ``2e-13`` in float64).
+
+    ``Psi_k`` is singular when the UE array has fewer spatial degrees of freedom than patches
+    (e.g. ``2 x 2`` patches at ``lambda / 3``, whose wavenumbers ``l_x = +-1`` give the same
+    response); ``E_k`` then lies in its range and the SE is that of the range, computed with a
+    jitter ``1e3 eps tr(Psi_k) / N_s`` on the diagonal (relative ``2e-13`` in float64).
+
+    Jittable (wrap it in ``jax.jit`` with the string and size arguments static) and
+    differentiable in ``p`` (also at ``p_k = 0``: ``p`` enters linearly, no square roots) and
+    in ``G``. Inputs are checked when concrete; inside ``jit``, ``p >= 0`` and finite ``G``
+    are assumed.
+    """
+    if jnp.ndim(G) != 5:
+        raise ValueError(f"G must have shape [n, M, K, N_r, N_s], got {jnp.shape(G)}")
+    n, M, K, Nr, Ns = jnp.shape(G)
+    if min(n, M, K, Nr, Ns) < 1:
+        raise ValueError(f"G must have non-empty axes [n, M, K, N_r, N_s], got {jnp.shape(G)}")
+    V.finite("G", G)
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, nonneg=True)
+    if combiner not in LOG_DET_COMBINERS:
+        raise ValueError(f"combiner must be one of {LOG_DET_COMBINERS}, got {combiner!r}")
+    if estimator not in LOG_DET_ESTIMATORS:
+        raise ValueError(f"estimator must be one of {LOG_DET_ESTIMATORS}, got {estimator!r}")
+    if solve not in LOG_DET_SOLVES:
+        raise ValueError(f"solve must be one of {LOG_DET_SOLVES}, got {solve!r}")
+    if (tau_p is None) != (tau_c is None):
+        raise ValueError("tau_p and tau_c must be given together (or neither: prelog 1)")
+    factor = 1.0
+    if tau_p is not None:
+        V.sizes(tau_p, tau_c)
+        factor = prelog(tau_c, tau_p)
+    if chunk is None:
+        chunk = log_det_chunk(M, K, Nr, Ns, n)
+    else:
+        chunk = min(V.positive_int("chunk", chunk), n)
+    if combiner == "mr":
+        solve = "gram"  # MR needs only the Gram matrices
+    elif solve == "auto":
+        solve = "gram" if K * Ns < Nr else "direct"
+    se = _log_det_se(
+        as_complex(G), p, combiner=combiner, chunk=chunk, estimator=estimator, solve=solve
+    )
+    return se if factor == 1.0 else factor * se
+
+
+def log_det_chunk(M: int, K: int, Nr: int, Ns: int, n: int) -> int:
+    """Default realizations per chunk of :func:`uplink_se_log_det`: the largest power of two
+    ``<= 64`` with ``chunk M max(N_r K N_s, (K N_s)^2, N_r^2) <= 2^20``, at most ``n``."""
+    size = M * max(Nr * K * Ns, (K * Ns) ** 2, Nr * Nr)
+    c = 64
+    while c > 1 and c * size > 2**20:
+        c //= 2
+    return max(1, min(c, n))
+
+
+def _log_det_blocks(g, p, combiner, solve):
+    """Per-BS products of one chunk ``g[c, M, K, N_r, N_s]``.
+
+    Returns ``A[c, M, K N_s, K N_s]`` with block ``(k, l)`` = ``V_mk^H G_ml`` and
+    ``VV[c, M, K, N_s, N_s]`` = ``V_mk^H V_mk`` (combiners without the factor ``p_k``).
+    """
+    c, M, K, Nr, Ns = g.shape
+    d = K * Ns
+    Gf = jnp.swapaxes(g, 2, 3).reshape(c, M, Nr, d)  # column (k, a) = antenna a of UE k
+    pr = jnp.repeat(p, Ns)  # [K N_s]
+    blocks = lambda X: X.reshape(c, M, d, K, Ns)
+    if solve == "direct":
+        Phi = jnp.einsum("cmrx,x,cmsx->cmrs", Gf, pr.astype(Gf.dtype), jnp.conj(Gf))
+        Phi = hermitian_part(Phi) + jnp.eye(Nr, dtype=Gf.dtype)
+        Vm = chol_solve(Phi, Gf)  # [c, M, N_r, K N_s]
+        A = jnp.einsum("cmrx,cmry->cmxy", jnp.conj(Vm), Gf)
+        Vb = Vm.reshape(c, M, Nr, K, Ns)
+        VV = jnp.einsum("cmrka,cmrkb->cmkab", jnp.conj(Vb), Vb)
+        return A, VV
+    W = hermitian_part(jnp.einsum("cmrx,cmry->cmxy", jnp.conj(Gf), Gf))  # G_m^H G_m
+    if combiner == "mr":
+        W6 = W.reshape(c, M, K, Ns, K, Ns)
+        return W, jnp.einsum("cmkakb->cmkab", W6)
+    # For any F with F^H F = W, push-through gives G^H Phi^{-1} G = W (I + P W)^{-1}
+    # = F^H (I + F P F^H)^{-1} F and G^H Phi^{-2} G = Z^H Z with Z = (I + F P F^H)^{-1} F:
+    # a K N_s system, linear in p (no square roots), with no cancellation (W - W P (...) W
+    # loses all digits in float32 when p beta N_r is large). F from a Cholesky factor of W,
+    # jittered by 1e3 eps on the diagonal (relative) so a rank-deficient W (or a zero
+    # column) still factors.
+    rd = real_dtype(W)
+    eye = jnp.eye(d, dtype=W.dtype)
+    diag = jnp.real(jnp.diagonal(W, axis1=-2, axis2=-1))
+    jitter = 1e3 * jnp.finfo(rd).eps * diag + jnp.sqrt(jnp.finfo(rd).tiny)
+    F = jnp.conj(jnp.swapaxes(cholesky(W + jitter[..., None].astype(W.dtype) * eye), -1, -2))
+    Fh = jnp.conj(jnp.swapaxes(F, -1, -2))
+    Z = chol_solve(hermitian_part((F * pr.astype(W.dtype)) @ Fh) + eye, F)  # Phi^{-1} G in U
+    A = hermitian_part(Fh @ Z)
+    VV = jnp.einsum("cmxka,cmxkb->cmkab", jnp.conj(blocks(Z)), blocks(Z))
+    return A, VV
+
+
+@functools.partial(jax.jit, static_argnames=("combiner", "chunk", "estimator", "solve"))
+def _log_det_se(G, p, *, combiner, chunk, estimator, solve):
+    n, M, K, Nr, Ns = G.shape
+    rd = real_dtype(G)
+    p = powers(p, K, rd)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    if pad:  # zero channels give zero products: the padded realizations add nothing
+        G = jnp.pad(G, ((0, pad),) + ((0, 0),) * 4)
+    Gc = G.reshape((n_chunks, chunk) + G.shape[1:])
+    cd = G.dtype
+
+    def step(acc, g):
+        A, VV = _log_det_blocks(g, p, combiner, solve)
+        A6 = A.reshape(chunk, M, K, Ns, K, Ns)  # [c, m, k, a, l, b] = (V_mk^H G_ml)[a, b]
+        out = {"A": jnp.sum(A6, axis=0), "VV": jnp.sum(VV, axis=(0, 1))}
+        if estimator == "independent":
+            out["AA"] = jnp.einsum("cmkalb,cmkdlb->mklad", A6, jnp.conj(A6))
+        else:
+            S = jnp.sum(A6, axis=1)  # sum over BSs, [c, k, a, l, b]
+            out["SS"] = jnp.einsum("ckalb,ckdlb->klad", S, jnp.conj(S))
+        return jax.tree_util.tree_map(jnp.add, acc, out), None
+
+    init = {"A": jnp.zeros((M, K, Ns, K, Ns), cd), "VV": jnp.zeros((K, Ns, Ns), cd)}
+    if estimator == "independent":
+        init["AA"] = jnp.zeros((M, K, K, Ns, Ns), cd)
+    else:
+        init["SS"] = jnp.zeros((K, K, Ns, Ns), cd)
+    sums, _ = jax.lax.scan(step, init, Gc)
+    mu = sums["A"] / n  # E{V_mk^H G_ml}, [m, k, a, l, b]
+    smu = jnp.sum(mu, axis=0)  # sum_m E{V_mk^H G_ml}, [k, a, l, b]
+    ebar = jnp.einsum("kakb->kab", smu)  # E_k / sqrt(p_k)
+    outer = lambda X: jnp.einsum("...kalb,...kdlb->...klad", X, jnp.conj(X))
+    if estimator == "independent":
+        # sum_m sum_m' E{A_m A_m'^H} = smu smu^H + sum_m (E{A_m A_m^H} - mu_m mu_m^H); the
+        # l = k part of smu smu^H is E_k E_k^H / p_k, which eq. (8) subtracts: left out.
+        var = jnp.sum(sums["AA"] / n - outer(mu), axis=0)  # [k, l, a, d]
+        off = (1.0 - jnp.eye(K, dtype=rd)).astype(cd)[:, :, None, None]
+        T = off * outer(smu) + var
+        Psi = jnp.einsum("l,klad->kad", p.astype(cd), T)
+    else:
+        T = sums["SS"] / n
+        Psi = jnp.einsum("l,klad->kad", p.astype(cd), T)
+        Psi = Psi - p.astype(cd)[:, None, None] * ebar @ jnp.conj(jnp.swapaxes(ebar, -1, -2))
+    Psi = hermitian_part(Psi + sums["VV"] / n)
+    # Psi_k is singular when the UE array has fewer spatial degrees of freedom than patches
+    # (E_k lies in its range): a jitter of 1e3 eps tr(Psi_k) / N_s keeps the Cholesky finite.
+    scale = jnp.real(jnp.trace(Psi, axis1=-2, axis2=-1)) / Ns
+    jitter = 1e3 * jnp.finfo(rd).eps * scale + jnp.sqrt(jnp.finfo(rd).tiny)  # > 0 if G_k = 0
+    Psi = Psi + jitter.astype(cd)[:, None, None] * jnp.eye(Ns, dtype=cd)
+    X = solve_lower(cholesky(Psi), ebar)  # Lc^{-1} E_k / sqrt(p_k)
+    eye = jnp.eye(Ns, dtype=cd)
+    Mk = eye + p.astype(cd)[:, None, None] * (jnp.conj(jnp.swapaxes(X, -1, -2)) @ X)
+    Lm = cholesky(hermitian_part(Mk))
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(Lm, axis1=-2, axis2=-1))), axis=-1)
+    return logdet / jnp.log(2.0).astype(rd)
