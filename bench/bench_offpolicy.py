@@ -731,6 +731,58 @@ def analyse(res, cores):
             f"{_f(1 / per_env_t)} for its NumPy loop alone). At the best points the time "
             f"splits into: JAX {shares_j}; PyTorch {shares_t}."
         )
+        if es and ratio < 10:
+            T = es["episode_steps"]
+            j_env = es["jax_step_s"] + es["jax_reset_s"] / T
+            n_env = es["numpy_step_s"] + es["numpy_reset_s"] / T
+            pooled = bool(res["setup"].get("jax_setup_pool"))
+            env_ratio = n_env / j_env
+            cap = (
+                "short of 10x"
+                if env_ratio < 10
+                else "so the gap to 10x is the gradient step and the rest"
+            )
+            reading.append(
+                "The environments alone, "
+                + ("the same work per reset on both sides (pool setups): " if pooled else "")
+                + f"NumPy {_us(n_env)} us vs JAX {_us(j_env)} us per environment step, "
+                f"{env_ratio:.1f}x: at large n_envs both loops are bound by their "
+                "environments, so even with free gradient steps and nothing else the JAX loop "
+                f"would run about {env_ratio:.0f}x the NumPy loop (timed apart, the same "
+                f"work), {cap}. Of the JAX environment's time the reset takes "
+                f"{100 * es['jax_reset_s'] / T / j_env:.0f}% ({_us(es['jax_reset_s'])} us, one "
+                f"per {T} steps: "
+                + (
+                    "the estimation and MR statistics of the picked setup"
+                    if pooled
+                    else "the setup generation and its statistics"
+                )
+                + f"), the step {_us(es['jax_step_s'])} us."
+            )
+            if per_env_t < 0.8 * n_env:
+                reading.append(
+                    f"PyTorch's fastest point ({nt} environments) ran its NumPy loop at "
+                    f"{_us(per_env_t)} us per environment step, faster than the same "
+                    f"environment timed alone at the end of the run ({_us(n_env)} us): on this "
+                    "shared machine a point's rate moves with the other jobs' load, so the "
+                    "best-vs-best ratio depends on which points caught a quieter moment."
+                )
+        if r["jax_rest_s"] > 0.2 * r["jax_total_s"]:
+            loads = [j["load1"] for j in res["jax"]]
+            others = [rows[n]["jax_rest_s"] for n in rows if n != nb and "jax_rest_s" in rows[n]]
+            span = (
+                f"; at the other points it came out {_ms(min(others))} to {_ms(max(others))} ms"
+                if others
+                else ""
+            )
+            reading.append(
+                f"JAX's rest at {nb} environments ({_ms(r['jax_rest_s'])} ms, "
+                f"{100 * r['jax_rest_s'] / r['jax_total_s']:.0f}% of the step) is the timed "
+                "calls' median minus the two parts timed separately after them (1-minute load "
+                f"{min(loads):.1f}-{max(loads):.1f} on {cores} cores), not a part timed itself"
+                f"{span}. What the run measured of the JAX loop is its environment with acting "
+                f"({_ms(r['jax_env_s'])} ms) and its gradient step ({_ms(r['jax_learn_s'])} ms)."
+            )
     return head, split, reading, ratio
 
 
