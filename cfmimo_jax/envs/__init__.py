@@ -25,6 +25,7 @@ __all__ = ["AgentGraph", "MultiAgentEnv", "default_config", "make", "names", "sp
 
 # scenario name -> module (imported on first use)
 _SCENARIOS = {
+    "ap_cooperation": "cfmimo_jax.envs.ap_cooperation",
     "ap_selection": "cfmimo_jax.envs.ap_selection",
     "power_control": "cfmimo_jax.envs.power_control",
 }
