@@ -120,6 +120,8 @@ class PPOConfig:
     lambda_max: float = 100.0
     ent_target: float | None = None
     ent_adapt_lr: float = 0.1
+    ent_coef_max: float = 0.1
+    adv_norm: str = "separate"
     select: str = "last"
     select_envs: int = 16
     select_steps: int = 10
@@ -160,6 +162,10 @@ class PPOConfig:
             raise ValueError(f"ent_target must be null or positive, got {self.ent_target!r}")
         if not self.ent_adapt_lr > 0:
             raise ValueError(f"ent_adapt_lr must be positive, got {self.ent_adapt_lr!r}")
+        if self.adv_norm not in ("separate", "joint"):
+            raise ValueError(f"adv_norm must be 'separate' or 'joint', got {self.adv_norm!r}")
+        if not self.ent_coef_max > 0:
+            raise ValueError(f"ent_coef_max must be positive, got {self.ent_coef_max!r}")
         if self.select not in ("last", "best"):
             raise ValueError(f"select must be 'last' or 'best', got {self.select!r}")
         for name in ("select_envs", "select_steps"):
@@ -251,9 +257,14 @@ DEFAULT_CONFIG = {
     "lambda_kd": 0.0,
     "lambda_max": 100.0,
     # target entropy (nats per decision; null: the fixed ent_coef): the entropy coefficient
-    # adapts, ent_coef *= exp(ent_adapt_lr (H_target - H) / H_target), within [1e-4, 1]
+    # adapts, ent_coef *= exp(ent_adapt_lr (H_target - H) / H_target), within
+    # [1e-4, ent_coef_max] (the cap keeps a long stretch below the target from winding it up)
     "ent_target": None,
     "ent_adapt_lr": 0.1,
+    "ent_coef_max": 0.1,
+    # Lagrangian advantage: separate (each of A_r, A_c normalised, then combined) | joint (the
+    # raw advantages combined, then normalised: lambda then weighs the signals in their units)
+    "adv_norm": "separate",
     # which parameters a run reports: last | best (after every chunk of updates the greedy
     # policy runs on fixed validation episodes, held out from training and from the final
     # evaluation; best = the best feasible one: validation cost <= cost_limit first, then the
@@ -687,7 +698,10 @@ class Trainer:
         lam = rs.lagrange
         control = dict(rs.control)
         if c.lagrangian:
-            actor_adv = (_normalise(adv[..., 0]) - lam * _normalise(adv[..., 1])) / (1.0 + lam)
+            if c.adv_norm == "joint":
+                actor_adv = _normalise((adv[..., 0] - lam * adv[..., 1]) / (1.0 + lam))
+            else:
+                actor_adv = (_normalise(adv[..., 0]) - lam * _normalise(adv[..., 1])) / (1.0 + lam)
             mean_cost = jnp.mean(tr.cost)
             if c.lambda_update == "pid":
                 new_lam, control = pid_multiplier(control, mean_cost, rs.update, hp, c.lambda_max)
@@ -741,7 +755,11 @@ class Trainer:
         if c.ent_target is not None:
             metrics["ent_coef"] = control["ent_coef"]
             control["ent_coef"] = adapt_entropy_coef(
-                control["ent_coef"], metrics["entropy"], c.ent_target, c.ent_adapt_lr
+                control["ent_coef"],
+                metrics["entropy"],
+                c.ent_target,
+                c.ent_adapt_lr,
+                c.ent_coef_max,
             )
         metrics.update(
             reward=jnp.mean(tr.reward),
@@ -836,12 +854,12 @@ def pid_multiplier(control: dict, cost, update, hp: dict, lambda_max: float):
     return lam.astype(jnp.float32), control
 
 
-def adapt_entropy_coef(coef, entropy, target: float, lr: float):
+def adapt_entropy_coef(coef, entropy, target: float, lr: float, coef_max: float = 1.0):
     """Target-entropy control of the entropy bonus: ``coef * exp(lr (H_target - H) /
-    H_target)`` clipped to ``[1e-4, 1]`` (the coefficient grows while the policy's mean
+    H_target)`` clipped to ``[1e-4, coef_max]`` (the coefficient grows while the policy's mean
     entropy per decision is below the target and shrinks above it)."""
     coef = coef * jnp.exp(lr * (target - entropy) / target)
-    return jnp.clip(coef, 1e-4, 1.0).astype(jnp.float32)
+    return jnp.clip(coef, 1e-4, coef_max).astype(jnp.float32)
 
 
 def make_train(config: PPOConfig | dict, env, env_params) -> Trainer:

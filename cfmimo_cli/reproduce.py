@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 from .config import ConfigError, load_default
+from .train import START
 
 PAPERS = ("aps-gnn",)
 METRICS = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
@@ -239,8 +240,14 @@ def aggregate(config: dict[str, Any], summaries: dict[tuple[str, str, int], dict
     seeds, methods = config["seeds"], config["methods"]
     for sc in config["scenarios"]:
         first = summaries[(sc, methods[0], seeds[0])]["evaluation"]
-        heuristics = [h for h in first if not h.startswith("learned")]
+        heuristics = [h for h in first if not h.startswith("learned") and h != START]
         entries = [(m, "learned", [(m, s, "learned (greedy)") for s in seeds]) for m in methods]
+        # each method's imitation start, where its runs evaluated it (pre-trained methods)
+        entries += [
+            (f"{m} (imitation start)", "start", [(m, s, START) for s in seeds])
+            for m in methods
+            if all(START in summaries[(sc, m, s)]["evaluation"] for s in seeds)
+        ]
         entries += [(h, "heuristic", [(methods[0], s, h) for s in seeds]) for h in heuristics]
         for name, kind, keys in entries:
             evs = [summaries[(sc, m, s)]["evaluation"][pol] for m, s, pol in keys]

@@ -76,27 +76,36 @@ def heuristic_names(config, env) -> list[str]:
     return list(env.default_heuristics if hs is None else hs)
 
 
-def _policies(config, env, trainer):
-    """Evaluation policies ``name -> policy(obs, key, state, params)``: the heuristics, then the
-    learned policy greedy and sampled."""
+START = "imitation start (greedy)"
+
+
+def _policies(config, env, trainer, with_start: bool = False):
+    """Evaluation policies ``name -> policy(obs, key, state, (params, start_params))``: the
+    heuristics, then the learned policy greedy and sampled (and, with ``with_start``, the
+    greedy policy of the parameters RL started from, i.e. after the imitation pre-training)."""
     heur = env.heuristics()
     pols = {}
     for name in heuristic_names(config, env):
         pols[name] = lambda obs, key, s, p, h=heur[name]: h(obs, s)
-    pols["learned (greedy)"] = lambda obs, key, s, p: trainer.act(p, obs)
-    pols["learned (sampled)"] = lambda obs, key, s, p: trainer.act(p, obs, key)
+    pols["learned (greedy)"] = lambda obs, key, s, p: trainer.act(p[0], obs)
+    pols["learned (sampled)"] = lambda obs, key, s, p: trainer.act(p[0], obs, key)
+    if with_start:
+        pols[START] = lambda obs, key, s, p: trainer.act(p[1], obs)
     return pols
 
 
-def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str, float]]:
-    """Learned policy and heuristics on the same episodes: mean of each metric per policy."""
+def evaluate_run(
+    config, params, env, env_params, trainer, start_params=None
+) -> dict[str, dict[str, float]]:
+    """Learned policy and heuristics on the same episodes: mean of each metric per policy
+    (``start_params``: also the policy RL started from, row ``START``)."""
     import jax
 
     from algorithms.evaluation import evaluate_policies
 
     key = jax.random.PRNGKey(config["seed"] + 1_000_003)
     ev = config["eval"]
-    pols = _policies(config, env, trainer)
+    pols = _policies(config, env, trainer, with_start=start_params is not None)
     # one program for all policies (the environment compiles once), the same episodes for each
     fn = jax.jit(
         lambda key, p: evaluate_policies(
@@ -108,7 +117,7 @@ def evaluate_run(config, params, env, env_params, trainer) -> dict[str, dict[str
             ev["n_steps"],
         )
     )
-    res = jax.device_get(fn(key, params))
+    res = jax.device_get(fn(key, (params, start_params)))
     out = {}
     for i, name in enumerate(pols):
         out[name] = {k: float(np.mean(v[i])) for k, v in res.items()}
@@ -203,6 +212,7 @@ def train(
     init = jax.jit(trainer.init_with_metrics)
     update = jax.jit(trainer.update)
     state, pre = init(jax.random.PRNGKey(config["seed"]))
+    start_params = state.params if tc_pretrained(trainer) else None
     # Commit the state to the device as a restored checkpoint is: a fresh run and its
     # resumption then run (and compile, or hit the compilation cache with) the same programs.
     state = jax.device_put(state, jax.devices()[0])
@@ -283,7 +293,9 @@ def train(
     if stopped:
         return {"stopped_after_chunk": done_chunks, "state": state}
 
-    results = evaluate_run(config, _reported(trainer, state), env, env_params, trainer)
+    results = evaluate_run(
+        config, _reported(trainer, state), env, env_params, trainer, start_params
+    )
     rows = [json.loads(x) for x in metrics_path.read_text(encoding="utf-8").splitlines()]
     from .plots import plot_learning_curves
 
@@ -304,6 +316,12 @@ def train(
         print(format_eval_table(results, _columns(env, results)), file=stream)
     summary["state"] = state
     return summary
+
+
+def tc_pretrained(trainer) -> bool:
+    """Whether the trainer starts RL from an imitation pre-training (then the start is
+    evaluated too)."""
+    return bool(getattr(trainer.config, "pretrain_updates", 0))
 
 
 def _reported(trainer, state):

@@ -118,37 +118,52 @@ def env_params():
     return aps.make(dict(ENV, signals="difference"))
 
 
+N_UPDATES, CHUNK = 10, 2
+LIMITS = (-1.0, 0.3)  # a never satisfiable cost limit (sustained violation), and a loose one
+
+
 @pytest.fixture(scope="module")
 def selecting(env_params):
+    """One short seeded run per cost limit of ``LIMITS`` (vmapped over the traced
+    ``cost_limit``: one compile), with the PID multiplier, a target entropy and selection;
+    the states after init and after every chunk, and the chunks' metrics, per run."""
     env, params = env_params
     cfg = dict(
         TRAINER,
+        n_updates=N_UPDATES,
+        updates_per_chunk=CHUNK,
         select="best",
-        select_envs=4,
-        select_steps=2,
+        select_envs=8,
+        select_steps=4,
         lambda_update="pid",
         lambda_kp=1.0,
         lambda_ki=0.2,
-        cost_limit=-1.0,  # never satisfiable: a sustained violation
         ent_target=0.69,  # above the entropy of a binary policy short of uniform (ln 2)
         pretrain_policy="1-strongest",
         pretrain_updates=20,
     )
     tr = make_train(cfg, env, params)
-    rs = jax.jit(tr.init)(jax.random.PRNGKey(1))
-    upd = jax.jit(tr.update)
+    keys = jnp.stack([jax.random.PRNGKey(1)] * len(LIMITS))
+    hps = {"cost_limit": jnp.asarray(LIMITS, jnp.float32)}
+    rs = jax.jit(jax.vmap(tr.init))(keys, hps)
+    upd = jax.jit(jax.vmap(tr.update))
     states, metrics = [rs], []
-    for _ in range(TRAINER["n_updates"] // TRAINER["updates_per_chunk"]):
+    for _ in range(N_UPDATES // CHUNK):
         rs, m = upd(rs)
         states.append(rs)
         metrics.append(jax.device_get(m))
-    return tr, states, metrics
+    runs = []
+    for i in range(len(LIMITS)):
+        pick = lambda t, i=i: jax.tree.map(lambda x: x[i], t)  # noqa: E731
+        runs.append(([pick(s) for s in states], [pick(m) for m in metrics]))
+    return tr, runs
 
 
 def test_multiplier_rises_every_update_under_violation(selecting):
     """cost_limit = -1 is violated by at least 1 at every update: with Kp = 1, Ki = 0.2 the
-    multiplier is at least 1 + 0.2 t after update t (and the PID state is checkpointed)."""
-    _, states, metrics = selecting
+    multiplier is at least 1 + 0.2 t after update t."""
+    _, runs = selecting
+    states, metrics = runs[0]
     lam = np.concatenate([m["lagrange"] for m in metrics])  # the multiplier each update used
     final = float(states[-1].lagrange)
     seq = np.append(lam[1:], final)
@@ -160,7 +175,8 @@ def test_multiplier_rises_every_update_under_violation(selecting):
 def test_entropy_coefficient_adapts_in_training(selecting):
     """The entropy stays below the 0.69-nat target (ln 2 = 0.693 is uniform): the coefficient
     rises at every update."""
-    _, _, metrics = selecting
+    _, runs = selecting
+    metrics = runs[0][1]
     ent = np.concatenate([m["entropy"] for m in metrics])
     coef = np.concatenate([m["ent_coef"] for m in metrics])
     assert np.all(ent < 0.69)
@@ -170,7 +186,8 @@ def test_entropy_coefficient_adapts_in_training(selecting):
 def test_best_feasible_checkpoint_is_the_reported_one(selecting):
     """The reported parameters are those of the chunk that the selection rule picks from the
     validation metrics recorded along the run (the start included), recomputed here."""
-    tr, states, metrics = selecting
+    tr, runs = selecting
+    states, metrics = runs[0]
     # candidates: the start, then each chunk's last parameters, with their validation results
     r0, c0 = (float(x) for x in tr.validate(states[0].params, states[0].best["key"]))
     cands = [(0, r0, c0)] + [
@@ -191,6 +208,22 @@ def test_best_feasible_checkpoint_is_the_reported_one(selecting):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     summary = tr.summary(final)["selected"]
     assert summary["update"] == best[0] and summary["val_cost"] == pytest.approx(best[2])
+
+
+def test_short_run_improves_the_lagrangian_objective(selecting):
+    """A short seeded run with the loose limit improves the Lagrangian objective
+    ``R - lambda (C - d)`` of its greedy policy on the validation episodes over its imitation
+    start (the LAST parameters, not the selected ones, so that the selection cannot make it
+    hold by construction), at the run's final multiplier."""
+    tr, runs = selecting
+    states, _ = runs[1]
+    d = LIMITS[1]
+    lam = float(states[-1].lagrange)
+    key = states[0].best["key"]
+    r0, c0 = (float(x) for x in tr.validate(states[0].params, key))
+    r1, c1 = (float(x) for x in tr.validate(states[-1].params, key))
+    j0, j1 = r0 - lam * (c0 - d), r1 - lam * (c1 - d)
+    assert j1 > j0 + 0.01, (j0, j1, (r0, c0), (r1, c1), lam)
 
 
 def test_feasible_beats_infeasible_then_reward():
