@@ -228,3 +228,36 @@ def project_budget(rho, D, rho_max):
     theta = (css_r - z) / r.astype(rho.dtype)
     x = jnp.where(D, jnp.maximum(y - theta, 0.0), 0.0)
     return jnp.where(fits, clipped, x)
+
+
+def antenna_powers(B, rho, antenna_weights=None, D=None):
+    """Mean transmit power of every antenna of every AP under weighted MR: ``-> [L, N]`` (mW).
+
+    With the precoders of :func:`cfmimo_jax.se.downlink_se_mr_closed_form`,
+    ``w_lk = sqrt(rho_lk) Q_l^(1/2) hhat_lk / sqrt(tr(Q_l B_lk))`` (``Q_l = diag(q_l)``;
+    ``q = 1`` without ``antenna_weights``), antenna ``n`` of AP ``l`` radiates
+    ``P_ln = sum_k rho_lk q_ln [B_lk]_nn / tr(Q_l B_lk)`` on average (terms with
+    ``tr(Q_l B_lk) = 0`` or ``not D[l, k]`` are 0), and ``sum_n P_ln = sum_k rho_lk``: the
+    per-antenna and per-AP powers of [MOBILE-AP] constraints (22e) and (22d) in expectation.
+    ``B[L, K, N, N]``, ``rho[L, K]``, ``antenna_weights[L, N] >= 0``, ``D[L, K]`` (default all).
+    """
+    if jnp.ndim(B) != 4:
+        raise ValueError(f"B must have shape [L, K, N, N], got {jnp.shape(B)}")
+    L, K, N, _ = jnp.shape(B)
+    V.shape("rho", rho, (L, K))
+    V.finite("rho", rho, nonneg=True)
+    diag = jnp.real(jnp.diagonal(jnp.asarray(B), axis1=-2, axis2=-1))  # [L, K, N]
+    if antenna_weights is None:
+        q = jnp.ones((L, N), diag.dtype)
+    else:
+        V.shape("antenna_weights", antenna_weights, (L, N))
+        V.finite("antenna_weights", antenna_weights, nonneg=True)
+        q = jnp.asarray(antenna_weights, diag.dtype)
+    shaped = q[:, None, :] * diag  # [L, K, N]
+    total = jnp.sum(shaped, axis=-1, keepdims=True)
+    ok = total > 0
+    if D is not None:
+        V.serving("D", D, L, K)
+        ok = ok & jnp.asarray(D, bool)[..., None]
+    share = jnp.where(ok, shaped / jnp.where(ok, total, 1.0), 0.0)
+    return jnp.einsum("lk,lkn->ln", jnp.asarray(rho, diag.dtype), share)

@@ -650,13 +650,18 @@ def all_se(
 # Closed forms
 
 
-def mr_statistics(R, B, pilot, p, tau_p):
+def mr_statistics(R, B, pilot, p, tau_p, antenna_weights=None):
     """Closed-form statistics of distributed MR (book Cor. 5.6 / 6.3).
 
     ``m[l,k,i] = E[hhat_lk^H h_li] = sqrt(p_k p_i) tau_p tr(R_lk Psi_{l,t_k}^{-1} R_li)`` if
     ``pilot_i = pilot_k`` else 0 (with equal powers this is the book's
     ``tr(B_lk R_lk^{-1} R_li)``); ``s[l,k,i] = tr(B_lk R_li)``; ``F[l,k] = tr(B_lk)``.
     A real ``R`` or ``B`` is promoted to complex.
+
+    ``antenna_weights`` (``q[L, N] >= 0``): the statistics of the weighted vectors
+    ``v_lk = Q_l^(1/2) hhat_lk``, ``Q_l = diag(q_l)`` (see :func:`downlink_se_mr_closed_form`):
+    ``m[l,k,i] = sqrt(p_k p_i) tau_p tr(Q_l^(1/2) R_lk Psi_{l,t_k}^{-1} R_li)`` (same pilot),
+    ``s[l,k,i] = tr(Q_l^(1/2) B_lk Q_l^(1/2) R_li)``, ``F[l,k] = tr(Q_l B_lk)``.
     """
     R, B = as_complex(R), as_complex(B)
     K = R.shape[1]
@@ -665,9 +670,38 @@ def mr_statistics(R, B, pilot, p, tau_p):
     same = (pilot[:, None] == pilot[None, :]).astype(R.dtype)
     sp = jnp.sqrt(p).astype(R.dtype)
     scale = tau_p * sp[:, None] * sp[None, :] * same  # [K, K]
+    if antenna_weights is not None:
+        return _weighted_mr_statistics(R, B, X, scale, antenna_weights)
     m = scale[None] * jnp.einsum("liab,lkab->lki", R, jnp.conj(X))
     s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
     F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
+    return m, s, F
+
+
+def _sqrt_weights(q, dtype):
+    """``sqrt(q)`` with value and gradient 0 at ``q = 0`` (the one-sided derivative there is
+    infinite; a zero keeps gradients finite)."""
+    q = jnp.asarray(q, dtype)
+    pos = q > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, q, 1.0)), 0.0)
+
+
+def _weighted_mr_statistics(R, B, Y, scale, q):
+    """Statistics of ``v_lk = Q_l^(1/2) hhat_lk`` from ``Y[l, k]`` with ``Y^H R_li`` the
+    ``R_lk Psi^{-1} R_li`` of the cross term (up to ``scale[k, i]``; ``Y = Psi^{-1} R`` or,
+    in the book's form, ``R^{-1} B`` with ``scale = same pilot``).
+
+    ``m[l,k,i] = scale_ki sum_a sqrt(q_la) [Y_lk^H R_li]_aa``,
+    ``s[l,k,i] = tr(Q^(1/2) B_lk Q^(1/2) R_li)``, ``F[l,k] = sum_a q_la [B_lk]_aa``.
+    """
+    rd = real_dtype(R)
+    q = jnp.asarray(q, rd)
+    qs = _sqrt_weights(q, rd)  # [L, N]
+    qc = qs.astype(R.dtype)
+    m = scale[None] * jnp.einsum("la,lkba,liba->lki", qc, jnp.conj(Y), R)
+    BQ = qc[:, None, :, None] * B * qc[:, None, None, :]
+    s = jnp.real(jnp.einsum("lkab,liba->lki", BQ, R))
+    F = jnp.einsum("la,lkaa->lk", q, jnp.real(B))
     return m, s, F
 
 
@@ -695,10 +729,11 @@ def _uplink_mr_cf(R, B, pilot, D, p, tau_p, tau_c, lsfd):
     return prelog(tau_c, tau_p) * _log2_1p(sinr)
 
 
-def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p=None):
+def downlink_se_mr_closed_form(
+    R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p=None, antenna_weights=None
+):
     """Distributed MR downlink SE in closed form: ``[K]``, the ``"mr_dist"`` key of
-    :func:`downlink_se` without Monte Carlo (book Cor. 6.3; Liu et al., "Mobile Cell-Free
-    Massive MIMO with Multi-Agent Reinforcement Learning: A Scalable Framework", Theorem 1,
+    :func:`downlink_se` without Monte Carlo (book Cor. 6.3; [MOBILE-AP] Theorem 1,
     eqs. (16)-(20)).
 
     With ``b_lk = tr(B_lk)``: ``signal_k = sum_{l in M_k} sqrt(rho_lk b_lk)``,
@@ -714,23 +749,70 @@ def downlink_se_mr_closed_form(R, B, pilot, D, rho, tau_p: int, tau_c: int, *, p
     inverse of ``R`` is formed and unequal powers are exact. Without it, the book's form is
     used with ``R_li^{-1} B_li`` from a Cholesky solve (needs non-singular ``R``; exact only for
     equal uplink powers).
+
+    ``antenna_weights`` (``q[L, N] >= 0``, per-AP per-antenna power weights, the antenna power
+    action of [MOBILE-AP]; ``None``: the book's result above, unchanged): the precoder of UE
+    ``i`` at AP ``l`` is ``w_li = sqrt(rho_li) Q_l^(1/2) hhat_li / sqrt(tr(Q_l B_li))``,
+    ``Q_l = diag(q_l)``, so ``E||w_li||^2 = rho_li`` and the power of antenna ``n`` is
+    ``rho_li q_ln [B_li]_nn / tr(Q_l B_li)`` (scaling ``q_l`` by a constant changes nothing).
+    Derivation (hardening bound of book Thm 6.1, [MOBILE-AP] eqs. (17)-(20) with this ``w``):
+    write ``y = y_{l,t_i} ~ CN(0, tau_p Psi_{l,t_i})`` and ``hhat_li = A_li y``,
+    ``A_li = sqrt(p_i) R_li Psi^{-1}``, so ``A_li tau_p Psi A_li^H = B_li``.
+
+    - If ``pilot_k != pilot_i``, ``h_lk`` is independent of ``y``: ``E[h_lk^H Q^(1/2) hhat_li]
+      = 0`` and ``E|h_lk^H Q^(1/2) hhat_li|^2 = tr(Q^(1/2) B_li Q^(1/2) R_lk)``.
+    - If ``pilot_k = pilot_i``, ``h_lk = hhat_lk + htilde_lk`` (the MMSE estimate of UE ``k``
+      from the same ``y``, ``hhat_lk = A_lk y``, and an independent error ``~ CN(0, C_lk)``).
+      With ``M = A_lk^H Q^(1/2) A_li`` and ``S = tau_p Psi``: the mean is
+      ``E[y^H M y] = tr(M S) = sqrt(p_i p_k) tau_p tr(Q^(1/2) R_li Psi^{-1} R_lk)``, and by the
+      fourth moment of a complex Gaussian, ``E|y^H M y|^2 = |tr(M S)|^2 + tr(M S M^H S)`` with
+      ``tr(M S M^H S) = tr(Q^(1/2) B_li Q^(1/2) B_lk)``; the error adds
+      ``tr(Q^(1/2) B_li Q^(1/2) C_lk)``, so the variance is again
+      ``tr(Q^(1/2) B_li Q^(1/2) R_lk)`` (``B_lk + C_lk = R_lk``).
+    - APs are independent, so the variances add over ``l`` and the means add coherently.
+
+    Hence, with ``b^Q_li = tr(Q_l B_li)``:
+
+        signal_k  = sum_{l in M_k} sqrt(rho_lk / b^Q_lk) tr(Q_l^(1/2) B_lk)
+        interf_k  = sum_l sum_{i in S_l} rho_li tr(Q_l^(1/2) B_li Q_l^(1/2) R_lk) / b^Q_li
+        cont_ki   = sum_{l in M_i} sqrt(rho_li / b^Q_li) sqrt(p_i p_k) tau_p
+                    tr(Q_l^(1/2) R_li Psi_{l,t_i}^{-1} R_lk)           (pilot_i = pilot_k)
+        SINR_k    = signal_k^2 / (interf_k + sum_i |cont_ki|^2 - signal_k^2 + 1)
+
+    (``cont_kk = signal_k``; without ``p``, ``p_i tau_p R_li Psi^{-1}`` is ``B_li R_li^{-1}``
+    as above). For ``q = 1`` every term is the book's. The signal is
+    ``sqrt(rho_lk) tr(Q^(1/2) B) / sqrt(tr(Q B))``, not ``sqrt(rho_lk tr(Q B))``: by
+    Cauchy-Schwarz it is at most ``sqrt(rho_lk tr(B_lk))``, the weights trade coherent gain for
+    the per-antenna power shape. Differentiable in ``rho`` and in ``q > 0`` (at ``q_ln = 0``
+    the one-sided derivative is infinite; the gradient returned there is 0), and in ``R``,
+    ``B`` (so in the AP positions through the path loss). Inside ``jit``, ``q >= 0`` is
+    assumed; an AP with ``tr(Q_l B_li) = 0`` sends nothing to UE ``i``.
     """
     _check_closed(R, B, pilot, D, p, rho, tau_p, tau_c)
-    return _downlink_mr_cf(as_complex(R), as_complex(B), pilot, D, rho, p, tau_p, tau_c)
+    if antenna_weights is not None:
+        L, _, N, _ = jnp.shape(R)
+        V.shape("antenna_weights", antenna_weights, (L, N))
+        V.finite("antenna_weights", antenna_weights, nonneg=True)
+    return _downlink_mr_cf(
+        as_complex(R), as_complex(B), pilot, D, rho, p, antenna_weights, tau_p, tau_c
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("tau_p", "tau_c"))
-def _downlink_mr_cf(R, B, pilot, D, rho, p, tau_p, tau_c):
+def _downlink_mr_cf(R, B, pilot, D, rho, p, q, tau_p, tau_c):
     D = jnp.asarray(D, bool)
     if p is not None:
-        m, s, F = mr_statistics(R, B, pilot, p, tau_p)
+        m, s, F = mr_statistics(R, B, pilot, p, tau_p, antenna_weights=q)
     else:
         X = chol_solve(R, B)  # R^{-1} B, so (R^{-1} B)^H = B R^{-1}
         same = (pilot[:, None] == pilot[None, :]).astype(R.dtype)
-        # m[l,k,i] = tr(B_lk R_lk^{-1} R_li) = sum_ab (R^{-1} B)_lk[b,a]^* R_li[b,a]... via trace
-        m = jnp.einsum("lkba,liba->lki", jnp.conj(X), R) * same[None]
-        s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
-        F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
+        if q is not None:
+            m, s, F = _weighted_mr_statistics(R, B, X, same, q)
+        else:
+            # m[l,k,i] = tr(B_lk R_lk^{-1} R_li) = sum_ab (R^{-1} B)_lk[b,a]^* R_li[b,a]
+            m = jnp.einsum("lkba,liba->lki", jnp.conj(X), R) * same[None]
+            s = jnp.real(jnp.einsum("lkab,liba->lki", B, R))
+            F = jnp.real(jnp.trace(B, axis1=-2, axis2=-1))
     sinr, _ = _downlink_distributed_sinr(m, s, F, D, jnp.asarray(rho, F.dtype) * D)
     return prelog(tau_c, tau_p) * _log2_1p(sinr)
 
