@@ -50,6 +50,7 @@ PAPER_TRAINER = {
     "gamma": 0.9,
     "lambda_update": "plain",  # eq. (14)
     "ent_target": None,  # the fixed entropy coefficient
+    "adv_norm": "separate",  # reading of eq. (13): each advantage normalised on its own
     "select": "last",  # the last parameters are reported
 }
 PAPER_ENV = {"signals": "local"}  # eqs. (11)-(12)
@@ -75,9 +76,11 @@ FIXED_METHODS = {
         "trainer": {
             "gamma": 0.0,
             "lambda_update": "pid",
-            "lambda_kp": 1.0,
-            "lambda_ki": 0.1,
+            "lambda_kp": 2.0,
+            "lambda_ki": 0.5,
             "ent_target": 0.1,
+            "ent_coef_max": 0.05,
+            "adv_norm": "joint",
             "select": "best",
         },
     },

@@ -348,10 +348,12 @@ def _columns(env, results) -> tuple:
 def format_eval_table(results: dict[str, dict[str, Any]], cols=None) -> str:
     if cols is None:
         cols = ("mean_se", "frac_target", "active_aps", "power_w", "cost")
-    head = f"{'policy':<20}" + "".join(f"{c:>13}" for c in cols)
+    w = max([20] + [len(n) + 1 for n in results])
+    cw = max([13] + [len(c) + 2 for c in cols])
+    head = f"{'policy':<{w}}" + "".join(f"{c:>{cw}}" for c in cols)
     lines = [head, "-" * len(head)]
     for name, r in results.items():
-        lines.append(f"{name:<20}" + "".join(f"{r.get(c, math.nan):>13.3f}" for c in cols))
+        lines.append(f"{name:<{w}}" + "".join(f"{r.get(c, math.nan):>{cw}.3f}" for c in cols))
     return "\n".join(lines)
 
 
