@@ -28,6 +28,7 @@ _SCENARIOS = {
     "ap_cooperation": "cfmimo_jax.envs.ap_cooperation",
     "ap_selection": "cfmimo_jax.envs.ap_selection",
     "power_control": "cfmimo_jax.envs.power_control",
+    "xl_uplink": "cfmimo_jax.envs.xl_uplink",
 }
 
 
