@@ -40,6 +40,9 @@ _ALGORITHMS: dict[str, tuple[str, dict]] = {
     "maddpg": ("algorithms.ddpg", dict(centralised_actor=False)),
     # off-policy (discrete actions): independent double DQN
     "ddqn": ("algorithms.dqn", {}),
+    # [XL-FUZZY]: DDPG / MADDPG over fuzzy agents (algorithms.fuzzy) that stand for the agents
+    "fl_ctce": ("algorithms.fuzzy_ddpg", dict(centralised_actor=True)),
+    "fl_ctde": ("algorithms.fuzzy_ddpg", dict(centralised_actor=False)),
 }
 
 
@@ -76,6 +79,7 @@ _ACTIONS = {
     "algorithms.mappo": "a Discrete action space",
     "algorithms.dqn": "a Discrete action space",
     "algorithms.ddpg": "bounded Box action spaces (a pytree of them for composite actions)",
+    "algorithms.fuzzy_ddpg": "bounded Box action spaces and a flat Box observation per agent",
 }
 
 
