@@ -139,8 +139,9 @@ def selecting(env_params):
         lambda_kp=1.0,
         lambda_ki=0.2,
         ent_target=0.69,  # above the entropy of a binary policy short of uniform (ln 2)
-        pretrain_policy="1-strongest",
-        pretrain_updates=20,
+        adv_norm="joint",
+        pretrain_policy="2-strongest",
+        pretrain_updates=100,
     )
     tr = make_train(cfg, env, params)
     keys = jnp.stack([jax.random.PRNGKey(1)] * len(LIMITS))
@@ -285,8 +286,8 @@ def test_difference_signals_in_a_step(env_params):
     A[1] = [1, 0]
     A[3] = [0, 1]
     k2 = jax.random.PRNGKey(5)
-    _, _, rew, _, info = env.step_env(k2, st, jnp.asarray(A.reshape(-1)), params)
-    _, _, rew_l, _, info_l = local_env.step_env(k2, st, jnp.asarray(A.reshape(-1)), params)
+    _, _, rew, _, _, info = env.step_env(k2, st, jnp.asarray(A.reshape(-1)), params)
+    _, _, rew_l, _, _, info_l = local_env.step_env(k2, st, jnp.asarray(A.reshape(-1)), params)
     np.testing.assert_array_equal(np.asarray(rew), np.asarray(rew_l))
     np.testing.assert_array_equal(np.asarray(info["cost"]), np.asarray(info_l["cost"]))
     sr = np.asarray(info["signal_reward"]).reshape(4, 2)
@@ -300,6 +301,6 @@ def test_difference_signals_in_a_step(env_params):
                 continue
             A2 = A.copy()
             A2[l, k] = 0
-            _, _, _, _, i2 = local_env.step_env(k2, st, jnp.asarray(A2.reshape(-1)), params)
+            _, _, _, _, _, i2 = local_env.step_env(k2, st, jnp.asarray(A2.reshape(-1)), params)
             off = float(np.sum(np.maximum(params.se_target - np.asarray(i2["se"]), 0.0)))
             np.testing.assert_allclose(sc[l, k], total - off, rtol=1e-4, atol=1e-5)

@@ -119,7 +119,7 @@ def test_reproduce_tiny_sweep(tmp_path, monkeypatch):
     for f in ("se_vs_active_aps.png", "latency.png"):
         assert (tmp_path / f).stat().st_size > 1000
     table = {r["policy"]: r for r in res["table"]}
-    assert set(table) == {"aps_gnn", "1-strongest", "all-on"}
+    assert set(table) == {"aps_gnn", "aps_gnn (imitation start)", "1-strongest", "all-on"}
     assert table["all-on"]["active_aps"] == pytest.approx(4.0)  # every AP of the tiny network
     for method in ("aps_gnn",):
         summ = json.loads(
@@ -128,9 +128,12 @@ def test_reproduce_tiny_sweep(tmp_path, monkeypatch):
         assert summ["config"]["trainer"]["n_updates"] == 2
         got = summ["evaluation"]["learned (greedy)"]["active_aps"]
         assert table[method]["active_aps"] == pytest.approx(got)
+        start = summ["evaluation"]["imitation start (greedy)"]["mean_se"]
+        assert table[f"{method} (imitation start)"]["mean_se"] == pytest.approx(start)
+        assert table[f"{method} (imitation start)"]["kind"] == "start"
     with (tmp_path / "comparison.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and "mean_se_ci95" in rows[0]
+    assert len(rows) == 4 and "mean_se_ci95" in rows[0]
     lat = {r["policy"]: r["latency_ms"] for r in res["latency"]}
     assert set(lat) == {"aps_gnn", "k-strongest"}
     assert all(v > 0 for v in lat.values())
