@@ -294,7 +294,7 @@ def _write_outputs(out_dir: Path, result: dict) -> None:
         w.writerows(result["latency"])
     (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
     lines = [
-        f"# Seed 003 (APS-GNN) comparison, seeds {result['seeds']}",
+        f"# APS-GNN comparison, seeds {result['seeds']}",
         "",
         "Mean over seeds (95 % confidence half-width over seeds in brackets).",
         "",

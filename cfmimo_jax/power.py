@@ -1,9 +1,9 @@
 """Power allocation: heuristics and a projected-gradient optimiser (book section 7.1).
 
 Heuristics: fractional uplink and downlink power control (book section 7.1); the AP
-power-consumption model of seed 003. Optimiser: ``optimize_powers``, projected gradient ascent
-of any differentiable objective (e.g. the closed-form sum SE of ``cfmimo_jax.se``) with optax,
-and ``project_budget``, the Euclidean projection onto the per-AP downlink power budgets.
+power-consumption model of [APS-GNN] eq. (9). Optimiser: ``optimize_powers``, projected gradient
+ascent of any differentiable objective (e.g. the closed-form sum SE of ``cfmimo_jax.se``) with
+optax, and ``project_budget``, the Euclidean projection onto the per-AP downlink power budgets.
 Shapes: ``gain[L, K]``, ``D[L, K]`` (bool), uplink powers ``p[K]``, downlink ``rho[L, K]`` (mW).
 """
 
@@ -39,7 +39,7 @@ def fractional_downlink(gain, D, rho_max, exponent: float = 0.5):
 
 
 def ap_power_consumption(active, tx_power_w, amp_efficiency, circuit_power_w):
-    """Power drawn by each AP in watts (seed 003 eq. (9); Ngo et al. 2018 model).
+    """Power drawn by each AP in watts ([APS-GNN] eq. (9); Ngo et al. 2018 model).
 
     ``P_l = a_l (P_circuit + P_tx / eta)``: an AP that serves at least one UE (``active[L]``)
     transmits at full power ``P_tx`` through an amplifier of efficiency ``eta`` and pays its

@@ -96,8 +96,8 @@ then picks setup ``jax.random.randint(key, (), 0, n)`` with its key (uniform, wi
 and computes everything downstream exactly as for a generated setup: the estimation and MR
 statistics, the observations, the SEs at full power. A reset then skips the generation (the
 statistics, which it keeps, are the larger part of a reset at the defaults), at the price of
-training on a finite set of setups. ``params.setups`` is ``None`` when ``setup_pool = 0``; a mismatch between the pool in the
-params and ``setup_pool`` raises ``ValueError``.
+training on a finite set of setups. ``params.setups`` is ``None`` when ``setup_pool = 0``; a
+mismatch between the pool in the params and ``setup_pool`` raises ``ValueError``.
 
 Choices (documented defaults, small so RL on a 2-core CPU is quick): ``L = 16`` APs with
 ``N = 2`` antennas, ``K = 6`` UEs, ``tau_p = 3`` pilots (pilot reuse), ``tau_c = 200``

@@ -67,7 +67,7 @@ dB over the action range), keeping the best. It replaces the convex solver of th
 maximum power is one of the starts and the best iterate is kept, the oracle is never below
 maximum power on its own realizations; the step evaluates it on fresh ones.
 
-Choices where [XL-FUZZY] is silent (SPEC: the book's values): ``P_max = 100 mW`` per UE (the
+Choices where [XL-FUZZY] is silent (the book's values): ``P_max = 100 mW`` per UE (the
 book's UE power, 20 dBm), so ``100 / 9 = 11.1 mW`` per antenna for 3 x 3 UEs; carrier 2 GHz
 (``CARRIER_HZ``): the path-loss model ``-30.5 - 36.7 log10(d)`` is the book's 3GPP Urban
 Microcell model at 2 GHz, and every length of the channel model is in wavelengths, so the
