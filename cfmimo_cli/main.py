@@ -5,7 +5,8 @@ Subcommands:
              a training run's checkpoint against the heuristic baselines
   train      multi-agent RL training of any registered algorithm on any registered scenario
   reproduce  reproduce a comparison and its figures (``aps-gnn``: the APS-GNN paper;
-             ``power-control``: the power-control testbed against its optimiser)
+             ``power-control``: the power-control testbed against its optimiser;
+             ``ap-cooperation``: [AP-COOP]'s double DQN; ``xl-uplink``: [XL-FUZZY]'s methods)
   bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
 """
 
@@ -104,11 +105,23 @@ def _train(ns: argparse.Namespace) -> int:
 def _reproduce(ns: argparse.Namespace) -> int:
     from .reproduce import PAPERS, reproduce, validate_reproduce
 
-    papers = PAPERS + ("power-control",)
+    papers = PAPERS + ("power-control", "ap-cooperation", "xl-uplink")
     if ns.paper not in papers:
         raise ConfigError(f"paper must be one of {papers}, got {ns.paper!r}")
     config_path, overrides = _split_evaluate_args(ns.items)
-    if ns.paper == "power-control":
+    if ns.paper == "ap-cooperation":
+        from . import reproduce_coop
+
+        config = load_config(config_path, overrides, command="reproduce_ap_cooperation")
+        reproduce_coop.validate(config)
+        run = reproduce_coop.reproduce
+    elif ns.paper == "xl-uplink":
+        from . import reproduce_xl
+
+        config = load_config(config_path, overrides, command="reproduce_xl_uplink")
+        reproduce_xl.validate(config)
+        run = reproduce_xl.reproduce
+    elif ns.paper == "power-control":
         from . import reproduce_power
 
         config = load_config(config_path, overrides, command="reproduce_power_control")
@@ -202,14 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "reproduce",
-        help="reproduce a comparison table and figures (aps-gnn | power-control)",
+        help=(
+            "reproduce a comparison table and figures "
+            "(aps-gnn | power-control | ap-cooperation | xl-uplink)"
+        ),
         description=(
             "Train and evaluate every method of a paper's comparison over scenarios and seeds, "
             "then write the comparison table (CSV/JSON/Markdown) and the paper's plots. "
             "Finished runs in the output folder are reused."
         ),
     )
-    rp.add_argument("paper", metavar="PAPER", help="aps-gnn | power-control")
+    rp.add_argument(
+        "paper", metavar="PAPER", help="aps-gnn | power-control | ap-cooperation | xl-uplink"
+    )
     rp.add_argument("items", nargs="*", metavar="[CONFIG] [key=value ...]")
     rp.add_argument("--out", default=None, metavar="DIR", help="output folder")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")

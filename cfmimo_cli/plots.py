@@ -13,8 +13,10 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "plot_bars",
+    "plot_curves",
     "plot_latency",
     "plot_learning_curves",
+    "plot_points",
     "plot_se_cdf",
     "plot_se_vs_active_aps",
     "scheme_label",
@@ -274,5 +276,66 @@ def plot_bars(groups: dict[str, list[tuple[str, float, float]]], ylabel: str, pa
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(
+    panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    ylabel: str,
+    path: str | Path,
+    xlabel: str = "episodes",
+):
+    """Training curves over seeds: ``panels[title][label] = (x, mean, half_width)``, the mean
+    as a line and the 95 % interval shaded (where finite), one panel per title."""
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.4), squeeze=False)
+    for ax, (title, curves) in zip(axes.ravel(), panels.items(), strict=False):
+        for i, (label, (x, y, h)) in enumerate(curves.items()):
+            x, y, h = (np.asarray(a, float) for a in (x, y, h))
+            ax.plot(x, y, lw=1.3, color=f"C{i % 10}", label=label)
+            if np.isfinite(h).any():
+                h = np.nan_to_num(h)
+                ax.fill_between(x, y - h, y + h, color=f"C{i % 10}", alpha=0.2, lw=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_points(
+    points: list[tuple[str, float, float, float, float, bool]],
+    xlabel: str,
+    ylabel: str,
+    path: str | Path,
+):
+    """One marker per ``(label, x, x_half, y, y_half, filled)`` with 95 % error bars (NaN:
+    none); filled markers for this project's values, open ones for published ones."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    markers = "osD^v<>ph*"
+    for i, (label, x, xe, y, ye, filled) in enumerate(points):
+        ax.errorbar(
+            x,
+            y,
+            xerr=None if np.isnan(xe) else xe,
+            yerr=None if np.isnan(ye) else ye,
+            fmt=markers[i % len(markers)],
+            color=f"C{i % 10}",
+            mfc=f"C{i % 10}" if filled else "none",
+            ms=7,
+            capsize=2,
+            label=label,
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
