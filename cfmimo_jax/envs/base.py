@@ -203,3 +203,21 @@ class MultiAgentEnv:
         )
         info = self._final_info(info, obs_st, st_st, terminated, truncated, batched=True)
         return obs, state, reward, done, info
+
+
+def state_policy(per_env):
+    """A heuristic ``policy(obs[..., n_agents, *obs_shape], state) -> actions`` from
+    ``per_env(state) -> actions`` of one environment (an oracle that reads the state): called
+    directly for one environment, ``jax.vmap``-ed over the leading (batch) axes of ``obs``,
+    flattened, otherwise. The observation's last two axes are the agent and feature axes."""
+
+    def policy(obs, state):
+        batch = tuple(jnp.shape(obs)[:-2])
+        if not batch:
+            return per_env(state)
+        n = int(np.prod(batch))
+        flat = jax.tree.map(lambda a: a.reshape((n,) + a.shape[len(batch) :]), state)
+        out = jax.vmap(per_env)(flat)
+        return jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), out)
+
+    return policy

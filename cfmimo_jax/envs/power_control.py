@@ -130,7 +130,7 @@ from ..power import fractional_downlink, fractional_uplink, optimize_powers, pro
 from ..se import _downlink_distributed_sinr, _uplink_distributed_sinr, mr_statistics, prelog
 from ..setup import generate_setup
 from . import merge_config, spaces
-from .base import MultiAgentEnv
+from .base import MultiAgentEnv, state_policy
 
 LINKS = ("uplink", "downlink")
 UPLINK_FLOOR = 1e-4  # the uplink oracle's smallest power, a fraction of p_max (-40 dB)
@@ -509,9 +509,9 @@ class PowerControl(MultiAgentEnv):
         state) -> actions[..., n_agents(, ...)]`` (module docstring); ``optimised`` reads the
         true state (an oracle)."""
         return {
-            "full": _batched(self, self._full_policy),
-            "fractional": _batched(self, self._fractional_policy),
-            "optimised": _batched(self, self._optimised_policy),
+            "full": state_policy(self._full_policy),
+            "fractional": state_policy(self._fractional_policy),
+            "optimised": state_policy(self._optimised_policy),
         }
 
     def _full_policy(self, state):
@@ -630,22 +630,6 @@ class PowerControl(MultiAgentEnv):
             return jnp.where(values[best] > cur, trial[best], a)
 
         return jax.lax.fori_loop(0, OPT_SWEEPS * self.n_agents, one, a)
-
-
-def _batched(env: PowerControl, per_env):
-    """``policy(obs[..., n_agents, obs_dim], state) -> actions`` from ``per_env(state)`` of one
-    environment (``jax.vmap`` over the leading axes of ``obs``, flattened)."""
-
-    def policy(obs, state):
-        batch = tuple(jnp.shape(obs)[:-2])
-        if not batch:
-            return per_env(state)
-        n = math.prod(batch)
-        flat = jax.tree.map(lambda a: a.reshape((n,) + a.shape[len(batch) :]), state)
-        out = jax.vmap(per_env)(flat)
-        return jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), out)
-
-    return policy
 
 
 def _is_number(v) -> bool:

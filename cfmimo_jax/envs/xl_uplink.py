@@ -101,7 +101,7 @@ from ..nearfield import (
 from ..power import optimize_powers
 from ..se import LOG_DET_COMBINERS, LOG_DET_ESTIMATORS, uplink_se_log_det
 from . import merge_config, spaces
-from .base import MultiAgentEnv
+from .base import MultiAgentEnv, state_policy
 
 #: The carrier the defaults assume (Hz): the path-loss model is the book's 2 GHz model; the
 #: channel model is in wavelengths, so nothing else depends on it.
@@ -319,8 +319,8 @@ class XLUplink(MultiAgentEnv):
         """``{"max_power", "optimised"}``, each ``policy(obs[..., K, M], state) ->
         actions[..., K, 1]``; ``optimised`` reads the true state (module docstring)."""
         return {
-            "max_power": _batched(self._max_policy),
-            "optimised": _batched(self._optimised_policy),
+            "max_power": state_policy(self._max_policy),
+            "optimised": state_policy(self._optimised_policy),
         }
 
     def _max_policy(self, state):
@@ -357,22 +357,6 @@ class XLUplink(MultiAgentEnv):
 
     def _optimised_policy(self, state):
         return self.to_actions(self.optimise(state)[0])
-
-
-def _batched(per_env):
-    """``policy(obs[..., K, M], state) -> actions`` from ``per_env(state)`` of one environment
-    (``jax.vmap`` over the leading axes of ``obs``, flattened)."""
-
-    def policy(obs, state):
-        batch = tuple(jnp.shape(obs)[:-2])
-        if not batch:
-            return per_env(state)
-        n = math.prod(batch)
-        flat = jax.tree.map(lambda a: a.reshape((n,) + a.shape[len(batch) :]), state)
-        out = jax.vmap(per_env)(flat)
-        return jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), out)
-
-    return policy
 
 
 def _is_number(v) -> bool:
