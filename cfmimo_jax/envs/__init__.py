@@ -27,6 +27,7 @@ __all__ = ["AgentGraph", "MultiAgentEnv", "default_config", "make", "names", "sp
 _SCENARIOS = {
     "ap_cooperation": "cfmimo_jax.envs.ap_cooperation",
     "ap_selection": "cfmimo_jax.envs.ap_selection",
+    "mobile_ap": "cfmimo_jax.envs.mobile_ap",
     "power_control": "cfmimo_jax.envs.power_control",
     "xl_uplink": "cfmimo_jax.envs.xl_uplink",
 }
