@@ -314,6 +314,8 @@ class MobileAP(MultiAgentEnv):
 
     def transition(self, state, actions, params):
         """The slot of ``actions`` from ``state``: ``(new state, reward[M], info)``."""
+        dt = state.ap_pos.dtype
+        actions = jax.tree.map(lambda a: jnp.asarray(a).astype(dt), actions)
         proj = uav_step(
             state.ap_pos, actions["move"], state.ue_pos, self.max_step, self.d_min, self.side
         )
