@@ -172,6 +172,8 @@ def _cli_config():
     cfg["env"].update(ENV)
     cfg["trainer"].update(TRAINER)
     cfg["trainer"].update(pretrain_policy="2-strongest", pretrain_updates=3)
+    # the main job's selection stays on (its state must resume exactly), on few episodes
+    cfg["trainer"].update(select_envs=2, select_steps=2)
     cfg["eval"].update(n_envs=4, n_steps=2, heuristics=["1-strongest", "all-on"])
     cfg["checkpoint_every"] = 1
     return cfg
