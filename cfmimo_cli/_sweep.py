@@ -1,6 +1,7 @@
 """Shared pieces of the ``cfmimo reproduce`` sweeps over ``cfmimo train`` runs
-(``reproduce_coop``, ``reproduce_xl``): configuration checks naming the key, running or reusing
-each run, reading its ``metrics.jsonl`` and the statistics over seeds."""
+(``reproduce_power``, ``reproduce_coop``, ``reproduce_xl``): configuration checks naming the
+key, running or reusing each run, reading its ``metrics.jsonl`` and the statistics over
+seeds."""
 
 from __future__ import annotations
 

@@ -75,33 +75,18 @@ def run_config(config: dict[str, Any], variant: str, method: str, seed: int) -> 
 def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or reuse) every run of the sweep and write the comparison (module docstring)."""
     validate(config)
-    from tqdm.auto import tqdm
-
-    from . import train as train_mod
+    from ._sweep import run_or_reuse
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
-    runs = [(v, m, s) for v in config["run"] for m in config["methods"][v] for s in config["seeds"]]
-    for v, m, s in runs:
-        train_mod.validate_train(run_config(config, v, m, s))
-    summaries = {}
-    bar = tqdm(runs, desc="runs", unit="run", disable=not progress)
-    for v, m, s in bar:
-        bar.set_postfix_str(f"{v} {m} seed {s}")
-        cfg = run_config(config, v, m, s)
-        run_dir = out_dir / v / m / f"seed{s}"
-        path = run_dir / "summary.json"
-        summary = None
-        if path.is_file():
-            old = json.loads(path.read_text("utf-8"))
-            if old.get("config") == cfg:
-                summary = old
-        if summary is None:
-            summary = train_mod.train(cfg, run_dir, progress=False, stream=False)
-            summary.pop("state")
-        summaries[(v, m, s)] = summary
-    bar.close()
+    runs = [
+        ((v, m, s), f"{v}/{m}/seed{s}", run_config(config, v, m, s))
+        for v in config["run"]
+        for m in config["methods"][v]
+        for s in config["seeds"]
+    ]
+    summaries = run_or_reuse(out_dir, runs, progress=progress)
     result = aggregate(config, summaries)
     write_outputs(out_dir, result)
     return result
