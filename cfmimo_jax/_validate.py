@@ -104,3 +104,19 @@ def serving(name: str, D, L: int, K: int) -> None:
         return
     if a.dtype != np.bool_ and not np.all((a == 0) | (a == 1)):
         raise ValueError(f"{name} must be boolean (or 0/1)")
+
+
+def is_number(v) -> bool:
+    """Whether ``v`` is a real number given in a configuration (Python or NumPy; not a bool)."""
+    import numbers
+
+    return not isinstance(v, bool) and isinstance(v, numbers.Real)
+
+
+def positive_number(name: str, v) -> float:
+    """``float(v)`` for a finite positive real number, else ``ValueError`` naming ``name``."""
+    import math
+
+    if not is_number(v) or not math.isfinite(v) or not v > 0:
+        raise ValueError(f"{name} must be a positive number, got {v!r}")
+    return float(v)

@@ -157,6 +157,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as V
+from .._validate import is_number as _is_number
+from .._validate import positive_number as _positive
 from ..cooperation import (
     _agreement_matrix,
     _clusters,
@@ -508,21 +510,11 @@ class APCooperation(MultiAgentEnv):
         return {"none": none, "full": all_on, "threshold": threshold}
 
 
-def _is_number(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
-
-
 def _number(name, v, *, nonneg=False) -> float:
     if not _is_number(v) or not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
     if nonneg and v < 0:
         raise ValueError(f"{name} must be non-negative, got {v!r}")
-    return float(v)
-
-
-def _positive(name, v) -> float:
-    if not _is_number(v) or not math.isfinite(v) or not v > 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
     return float(v)
 
 

@@ -105,6 +105,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as V
+from .._validate import is_number as _is_number
+from .._validate import positive_number as _positive
 from ..correlation import local_scattering
 from ..estimation import estimation_statistics
 from ..geometry import (
@@ -420,16 +422,6 @@ class MobileAP(MultiAgentEnv):
     @property
     def default_heuristics(self) -> tuple:
         return ("static_fractional", "static_equal", "gradient_oracle")
-
-
-def _is_number(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
-
-
-def _positive(name, v) -> float:
-    if not _is_number(v) or not math.isfinite(v) or not v > 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-    return float(v)
 
 
 # Documented default configuration (``cfmimo_jax.envs.make("mobile_ap", config)``); every choice

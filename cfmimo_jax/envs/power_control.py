@@ -125,6 +125,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as V
+from .._validate import is_number as _is_number
+from .._validate import positive_number as _positive
 from ..estimation import estimation_statistics
 from ..power import fractional_downlink, fractional_uplink, optimize_powers, project_budget
 from ..se import _downlink_distributed_sinr, _uplink_distributed_sinr, mr_statistics, prelog
@@ -630,16 +632,6 @@ class PowerControl(MultiAgentEnv):
             return jnp.where(values[best] > cur, trial[best], a)
 
         return jax.lax.fori_loop(0, OPT_SWEEPS * self.n_agents, one, a)
-
-
-def _is_number(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
-
-
-def _positive(name, v) -> float:
-    if not _is_number(v) or not math.isfinite(v) or not v > 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-    return float(v)
 
 
 # Documented default configuration (``cfmimo_jax.envs.make("power_control", config)``); every

@@ -83,13 +83,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as V
+from .._validate import is_number as _is_number
+from .._validate import positive_number as _positive
 from ..nearfield import (
     BS_LAYOUTS,
     LATTICES,
@@ -357,16 +358,6 @@ class XLUplink(MultiAgentEnv):
 
     def _optimised_policy(self, state):
         return self.to_actions(self.optimise(state)[0])
-
-
-def _is_number(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, numbers.Real)
-
-
-def _positive(name, v) -> float:
-    if not _is_number(v) or not math.isfinite(v) or not v > 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-    return float(v)
 
 
 def _spacing(name, v) -> float:
