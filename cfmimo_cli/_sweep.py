@@ -5,6 +5,7 @@ seeds."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from .config import ConfigError
 from .reproduce import _ci95
 
 __all__ = [
+    "train_config",
+    "prepare_out",
     "check_keys",
     "check_names",
     "check_seeds",
@@ -24,6 +27,40 @@ __all__ = [
     "read_metrics",
     "run_or_reuse",
 ]
+
+
+def train_config(
+    scenario: str,
+    algorithm: str,
+    seed: int,
+    *,
+    env: Iterable[Mapping[str, Any]] = (),
+    trainer: Iterable[Mapping[str, Any]] = (),
+    eval: Mapping[str, Any] | None = None,  # noqa: A002  (the configuration's section name)
+) -> dict[str, Any]:
+    """The ``cfmimo train`` configuration of one run of a sweep: the registries' defaults of
+    ``scenario`` and ``algorithm`` with ``seed``, then the ``env`` and ``trainer`` overrides in
+    order (each a mapping, copied) and the ``eval`` one."""
+    from .config import train_schema
+
+    cfg = train_schema(None, [f"scenario={scenario}", f"algorithm={algorithm}"])
+    cfg["seed"] = int(seed)
+    for over in env:
+        cfg["env"].update(copy.deepcopy(dict(over)))
+    for over in trainer:
+        cfg["trainer"].update(copy.deepcopy(dict(over)))
+    cfg["eval"].update(copy.deepcopy(dict(eval or {})))
+    return cfg
+
+
+def prepare_out(config: Mapping[str, Any], out_dir) -> Path:
+    """Create the sweep's output folder and write its resolved ``config.yaml``."""
+    import yaml
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False), "utf-8")
+    return out_dir
 
 
 def check_seeds(seeds: Any) -> None:

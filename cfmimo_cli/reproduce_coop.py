@@ -42,14 +42,11 @@ summaries hold only each metric's mean over drops and steps.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ._sweep import (
     check_keys,
@@ -57,10 +54,12 @@ from ._sweep import (
     check_seeds,
     curve_over_seeds,
     mean_ci,
+    prepare_out,
     read_metrics,
     run_or_reuse,
+    train_config,
 )
-from .config import ConfigError, train_schema
+from .config import ConfigError
 
 SCENARIO = "ap_cooperation"
 METRICS = ("sum_rate", "mean_sinr_db", "links", "coop_rate", "efficiency")
@@ -102,21 +101,20 @@ def validate(config: dict[str, Any]) -> None:
 def run_config(config: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
     """The ``cfmimo train`` configuration of one (method, seed)."""
     algorithm, fixed = METHODS[method]
-    cfg = train_schema(None, [f"scenario={SCENARIO}", f"algorithm={algorithm}"])
-    cfg["seed"] = int(seed)
-    cfg["env"].update(copy.deepcopy(config["env"]))
-    cfg["trainer"].update(copy.deepcopy(config["budget"].get(method, {})))
-    cfg["trainer"].update(fixed)
-    cfg["eval"].update(copy.deepcopy(config["eval"]))
-    return cfg
+    return train_config(
+        SCENARIO,
+        algorithm,
+        seed,
+        env=(config["env"],),
+        trainer=(config["budget"].get(method, {}), fixed),
+        eval=config["eval"],
+    )
 
 
 def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or reuse) every run of the sweep and write the comparison (module docstring)."""
     validate(config)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+    out_dir = prepare_out(config, out_dir)
     runs = [
         ((m, s), f"{m}/seed{s}", run_config(config, m, s))
         for m in config["methods"]

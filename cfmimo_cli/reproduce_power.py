@@ -17,7 +17,6 @@ closed-form SE (the oracle). Then:
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -25,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from .config import ConfigError, train_schema
+from .config import ConfigError
 from .reproduce import _ci95
 
 METRICS = ("sum_se", "min_se", "power_frac")
@@ -63,23 +61,24 @@ def validate(config: dict[str, Any]) -> None:
 
 def run_config(config: dict[str, Any], variant: str, method: str, seed: int) -> dict[str, Any]:
     """The ``cfmimo train`` configuration of one (variant, method, seed)."""
-    cfg = train_schema(None, ["scenario=power_control", f"algorithm={method}"])
-    cfg["seed"] = int(seed)
-    cfg["env"].update(copy.deepcopy(config["env"]))
-    cfg["env"].update(copy.deepcopy(config["variants"][variant]))
-    cfg["trainer"].update(copy.deepcopy(config["budget"].get(method, {})))
-    cfg["eval"].update(copy.deepcopy(config["eval"]))
-    return cfg
+    from ._sweep import train_config
+
+    return train_config(
+        "power_control",
+        method,
+        seed,
+        env=(config["env"], config["variants"][variant]),
+        trainer=(config["budget"].get(method, {}),),
+        eval=config["eval"],
+    )
 
 
 def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or reuse) every run of the sweep and write the comparison (module docstring)."""
     validate(config)
-    from ._sweep import run_or_reuse
+    from ._sweep import prepare_out, run_or_reuse
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+    out_dir = prepare_out(config, out_dir)
     runs = [
         ((v, m, s), f"{v}/{m}/seed{s}", run_config(config, v, m, s))
         for v in config["run"]

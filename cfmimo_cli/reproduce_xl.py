@@ -34,7 +34,6 @@ the run summaries hold only each metric's mean over the drops.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ._sweep import (
     check_keys,
@@ -50,10 +48,12 @@ from ._sweep import (
     check_seeds,
     curve_over_seeds,
     mean_ci,
+    prepare_out,
     read_metrics,
     run_or_reuse,
+    train_config,
 )
-from .config import ConfigError, train_schema
+from .config import ConfigError
 
 SCENARIO = "xl_uplink"
 METHODS = ("fl_ctce", "fl_ctde", "maddpg")
@@ -94,21 +94,20 @@ def validate(config: dict[str, Any]) -> None:
 
 def run_config(config: dict[str, Any], variant: str, method: str, seed: int) -> dict[str, Any]:
     """The ``cfmimo train`` configuration of one (variant, method, seed)."""
-    cfg = train_schema(None, [f"scenario={SCENARIO}", f"algorithm={method}"])
-    cfg["seed"] = int(seed)
-    cfg["env"].update(copy.deepcopy(config["env"]))
-    cfg["env"].update(copy.deepcopy(config["variants"][variant]))
-    cfg["trainer"].update(copy.deepcopy(config["budget"].get(method, {})))
-    cfg["eval"].update(copy.deepcopy(config["eval"]))
-    return cfg
+    return train_config(
+        SCENARIO,
+        method,
+        seed,
+        env=(config["env"], config["variants"][variant]),
+        trainer=(config["budget"].get(method, {}),),
+        eval=config["eval"],
+    )
 
 
 def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or reuse) every run of the sweep and write the comparison (module docstring)."""
     validate(config)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+    out_dir = prepare_out(config, out_dir)
     runs = [
         ((v, m, s), f"{v}/{m}/seed{s}", run_config(config, v, m, s))
         for v in config["run"]
