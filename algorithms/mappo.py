@@ -522,15 +522,8 @@ class Trainer:
             score = r - hp["cost_weight"] * cst
             best_score = best["reward"] - hp["cost_weight"] * best["cost"]
         better = better_candidate(feas, score, cst, best["feasible"], best_score, best["cost"])
-        pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(better, a, b), new, old)  # noqa: E731
-        new_best = {
-            "key": best["key"],
-            "params": pick(rs.params, best["params"]),
-            "feasible": jnp.where(better, feas, best["feasible"]),
-            "reward": jnp.where(better, r, best["reward"]),
-            "cost": jnp.where(better, cst, best["cost"]),
-            "update": jnp.where(better, rs.update, best["update"]),
-        }
+        cand = dict(best, params=rs.params, feasible=feas, reward=r, cost=cst, update=rs.update)
+        new_best = jax.tree.map(lambda a, b: jnp.where(better, a, b), cand, best)
         val = {"val_reward": r, "val_cost": cst, "best_update": new_best["update"]}
         return dataclasses.replace(rs, best=new_best), val
 
