@@ -243,6 +243,8 @@ class APCooperation(MultiAgentEnv):
         "sum_rate_mrt",
     )
     progress_metrics = ("sum_rate", "links", "coop_rate")
+    # per-UE SINR of eq. (9) in dB, kept unaveraged by the evaluation (the CDF of Fig. 7)
+    sample_metrics = ("sinr_db",)
 
     def __init__(
         self,

@@ -89,12 +89,16 @@ class MultiAgentEnv:
     Attributes set by subclasses: ``n_agents``, ``observation_space`` and ``action_space``
     (per agent; a pytree of spaces for composite actions), optionally ``global_state_space``.
     ``obs_shape`` and, for a ``Discrete`` action space, ``n_actions`` are derived from them.
+    ``sample_metrics``: ``info`` keys (any shape per environment step, e.g. a scalar sum rate
+    or per-UE SINRs ``[K]``) whose values an evaluation keeps unaveraged (per drop, step and
+    UE, for CDFs; ``algorithms.evaluation``); default none.
     """
 
     n_agents: int
     observation_space: S.Space
     action_space: object
     global_state_space: S.Space | None = None
+    sample_metrics: tuple = ()
 
     @property
     def obs_shape(self) -> tuple:

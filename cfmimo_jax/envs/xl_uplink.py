@@ -149,6 +149,9 @@ class XLUplink(MultiAgentEnv):
 
     eval_metrics = ("sum_se", "min_se", "power_frac", "power_mw")
     progress_metrics = ("sum_se", "power_frac")
+    # the sum SE of eq. (8) per drop and step, kept unaveraged by the evaluation (the CDF
+    # of the total SE, [XL-FUZZY] Fig. 3)
+    sample_metrics = ("sum_se",)
 
     def __init__(
         self,
