@@ -43,6 +43,8 @@ _ALGORITHMS: dict[str, tuple[str, dict]] = {
     # [XL-FUZZY]: DDPG / MADDPG over fuzzy agents (algorithms.fuzzy) that stand for the agents
     "fl_ctce": ("algorithms.fuzzy_ddpg", dict(centralised_actor=True)),
     "fl_ctde": ("algorithms.fuzzy_ddpg", dict(centralised_actor=False)),
+    # [MOBILE-AP]'s MDGNN baseline: centralised multidimensional GNN power control, static APs
+    "mdgnn": ("algorithms.mdgnn", {}),  # dims=3 by default (trainer key dims: 1 | 2 | 3)
 }
 
 
@@ -80,6 +82,7 @@ _ACTIONS = {
     "algorithms.dqn": "a Discrete action space",
     "algorithms.ddpg": "bounded Box action spaces (a pytree of them for composite actions)",
     "algorithms.fuzzy_ddpg": "bounded Box action spaces and a flat Box observation per agent",
+    "algorithms.mdgnn": "the mobile_ap dict action {move, power, antenna} and its observations",
 }
 
 
