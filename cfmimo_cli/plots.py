@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "plot_bars",
+    "plot_cdfs",
     "plot_curves",
     "plot_latency",
     "plot_learning_curves",
@@ -337,5 +338,41 @@ def plot_points(
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_cdfs(panels: dict[str, dict[str, np.ndarray]], xlabel: str, path: str | Path):
+    """Empirical CDFs, ``panels[title][label] = samples`` (any shape, pooled), one step curve
+    ``F(x) = #{samples <= x} / n`` per label, one panel per title; an empty panel (no samples)
+    says so."""
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.6), squeeze=False)
+    for ax, (title, curves) in zip(axes.ravel(), panels.items(), strict=False):
+        drawn = 0
+        for i, (label, x) in enumerate(curves.items()):
+            x = np.sort(np.asarray(x, np.float64).ravel())
+            if not x.size:
+                continue
+            ax.step(
+                x,
+                np.arange(1, x.size + 1) / x.size,
+                where="post",
+                color=f"C{i % 10}",
+                lw=1.4,
+                label=label,
+            )
+            drawn += 1
+        if drawn:
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("CDF", fontsize=8)
+        ax.set_ylim(0.0, 1.0)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
     plt.close(fig)
     return path

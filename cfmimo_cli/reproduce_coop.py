@@ -27,7 +27,13 @@ Outputs:
 * ``coop_rate.png``: the cooperation rate during training per method (mean and interval over
   seeds, from each run's ``metrics.jsonl``; Fig. 3);
 * ``links_vs_efficiency.png``: links against efficiency per policy, the paper's points open
-  (Fig. 6).
+  (Fig. 6);
+* ``sinr_cdf.png``: the CDF of the per-UE downlink SINR of eq. (9) in dB (Fig. 7), one curve
+  per method (greedy) and heuristic: every UE of every evaluation drop and step
+  (``eval.n_envs x eval.n_steps x n_ues`` values per run, from each run's
+  ``eval_samples.npz``), pooled over seeds; its 5th / 50th / 95th percentiles in
+  ``comparison.json`` (``sinr_cdf``). Runs without the file (reused from before it was
+  written) are left out with a printed note.
 
 How links are counted here: ``links`` is the number of mutually agreed AP pairs ``{m, n}``
 (both APs request each other), each pair counted once, averaged over the steps of the
@@ -35,9 +41,6 @@ evaluation drops; it is at most ``n_aps * max_neighbours / 2`` (200 at Table I).
 500 links for full cooperation of 100 APs with at most 4 neighbours each fits neither this
 count nor the requests (at most 400); the paper does not say how it counts them, so the link
 columns (and the efficiencies) do not compare one to one.
-
-Not written: the SINR CDF (Fig. 7). It needs the per-UE SINRs of the evaluation, and the run
-summaries hold only each metric's mean over drops and steps.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ._sweep import (
     check_keys,
@@ -60,6 +65,7 @@ from ._sweep import (
     train_config,
 )
 from .config import ConfigError
+from .train import load_sweep_samples, sample_stats
 
 SCENARIO = "ap_cooperation"
 METRICS = ("sum_rate", "mean_sinr_db", "links", "coop_rate", "efficiency")
@@ -123,8 +129,33 @@ def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True
     summaries = run_or_reuse(out_dir, runs, progress)
     result = aggregate(config, summaries)
     result["curves"] = curves(config, out_dir, summaries)
-    write_outputs(out_dir, result)
+    samples = load_sweep_samples(out_dir, {key: rel for key, rel, _ in runs})
+    result["sinr_cdf"], pooled = sinr_cdf(config, summaries, samples)
+    write_outputs(out_dir, result, pooled)
     return result
+
+
+def sinr_cdf(config: dict[str, Any], summaries, samples) -> tuple[dict, dict]:
+    """The per-UE SINRs (dB) of every evaluation drop and step per policy (each method's greedy
+    policy; each heuristic from the first method with samples of the seed: the same drops),
+    pooled over the seeds that have samples: ``(stats, pooled)``, ``pooled[policy]`` the 1-D
+    samples and ``stats`` their ``sample_stats``."""
+    seeds, methods = config["seeds"], config["methods"]
+    first = summaries[(methods[0], seeds[0])]["evaluation"]
+    heuristics = [h for h in first if not h.startswith("learned")]
+    parts: dict[str, list] = {}
+    for s in seeds:
+        for m in methods:
+            arr = samples.get((m, s), {}).get("learned (greedy)/sinr_db")
+            if arr is not None:
+                parts.setdefault(m, []).append(arr)
+        have = [m for m in methods if (m, s) in samples]
+        for h in heuristics:
+            arr = samples[(have[0], s)].get(f"{h}/sinr_db") if have else None
+            if arr is not None:
+                parts.setdefault(h, []).append(arr)
+    pooled = {n: np.concatenate(parts[n]) for n in methods + heuristics if n in parts}
+    return {n: sample_stats(x) for n, x in pooled.items()}, pooled
 
 
 def aggregate(config: dict[str, Any], summaries: dict[tuple[str, int], dict]) -> dict:
@@ -181,7 +212,9 @@ def _cell(r, k, digits=2):
     return f"{v:.{digits}f}" + ("" if math.isnan(h) else f" ± {h:.{digits}f}")
 
 
-def write_outputs(out_dir: Path, result: dict) -> None:
+def write_outputs(out_dir: Path, result: dict, pooled: dict | None = None) -> None:
+    """The tables and figures of the module docstring (``pooled``: the samples of
+    :func:`sinr_cdf` for ``sinr_cdf.png``, not written without)."""
     table = result["table"]
     fields = ["policy", "kind", "n_seeds"]
     for k in METRICS:
@@ -215,7 +248,10 @@ def write_outputs(out_dir: Path, result: dict) -> None:
         lines.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
     (out_dir / "comparison.md").write_text("\n".join(lines) + "\n", "utf-8")
 
-    from .plots import plot_bars, plot_curves, plot_points
+    from .plots import plot_bars, plot_cdfs, plot_curves, plot_points
+
+    if pooled:
+        plot_cdfs({"per-UE SINR, evaluation drops": pooled}, "SINR (dB)", out_dir / "sinr_cdf.png")
 
     paper_rows = [(PAPER_LABEL[k], v) for k, v in PAPER.items()]
     for key, ylabel, name in (
@@ -254,4 +290,4 @@ def write_outputs(out_dir: Path, result: dict) -> None:
     )
 
 
-__all__ = ["METHODS", "PAPER", "aggregate", "reproduce", "run_config", "validate"]
+__all__ = ["METHODS", "PAPER", "aggregate", "reproduce", "run_config", "sinr_cdf", "validate"]

@@ -20,16 +20,23 @@ Outputs:
   paper's power-consumption curves, Fig. 4) during training, one panel per combiner, one line
   per method, mean and interval over seeds (from each run's ``metrics.jsonl``), against
   episodes;
+* ``se_cdf.png``: the CDF of the total SE (Fig. 3), one panel per combiner (L-MMSE, MR), one
+  curve per method (greedy) and heuristic: the sum SE of every evaluation drop and step
+  (``eval.n_envs x eval.n_steps`` per run, from each run's ``eval_samples.npz``), pooled over
+  seeds; its 5th / 50th / 95th percentiles in ``comparison.json`` (``se_cdf``). Runs without
+  the file (reused from before it was written) are left out with a printed note;
 * ``timing.csv`` (and the table in ``comparison.md``): per variant and method, the training
-  wall time per 2000 episodes (Table I), ``train_wall_s * 2000 / episodes`` with ``episodes =
-  env_steps / env.episode_steps`` from each run's summary, mean and interval over seeds, next
-  to the paper's (1.124 / 1.056 / 1.182 s with L-MMSE, 0.382 / 0.347 / 0.411 s with MR for
-  FL-CTCE / FL-CTDE / MADDPG on a GTX 3060). ``train_wall_s`` is the wall time of the training
-  loop, compilation of the jitted update included, evaluation excluded; it depends on the
-  budget's parallel environments and gradient steps per episode, which the paper does not give.
-
-Not written: the CDF of the total SE (Fig. 3). It needs the sum SE per evaluation drop, and
-the run summaries hold only each metric's mean over the drops.
+  time per 2000 episodes (Table I) in the steady state, ``train_steady_s * 2000 /
+  steady_episodes`` (the chunks after the first; ``steady_episodes =
+  train_steady_env_steps / env.episode_steps``), mean and interval over seeds, next to the
+  paper's (1.124 / 1.056 / 1.182 s with L-MMSE, 0.382 / 0.347 / 0.411 s with MR for FL-CTCE /
+  FL-CTDE / MADDPG on a GTX 3060); ``compile_s``, the first chunk's time less the steady time of
+  as many steps (compilation of the jitted update); and ``s_per_2000_episodes_incl_compile``,
+  ``train_wall_s * 2000 / episodes`` over the whole run (``episodes = env_steps /
+  env.episode_steps``). Seeds whose summary lacks the steady timing (runs from before it was
+  recorded, or a run of one chunk) are left out of the steady columns (``n_seeds_steady``).
+  All exclude the evaluation and depend on the budget's parallel environments and gradient
+  steps per episode, which the paper does not give.
 """
 
 from __future__ import annotations
@@ -54,12 +61,14 @@ from ._sweep import (
     train_config,
 )
 from .config import ConfigError
+from .train import load_sweep_samples, sample_stats
 
 SCENARIO = "xl_uplink"
 METHODS = ("fl_ctce", "fl_ctde", "maddpg")
 METRICS = ("sum_se", "min_se", "power_frac")
 REFERENCE = "optimised"
 EPISODES_PER_TABLE = 2000
+COMBINER_LABEL = {"l_mmse": "L-MMSE", "mr": "MR"}
 # Table I: run time per 2000 episodes (s), GTX 3060
 PAPER_TIME_S = {
     "l_mmse": {"fl_ctce": 1.124, "fl_ctde": 1.056, "maddpg": 1.182},
@@ -117,12 +126,46 @@ def reproduce(config: dict[str, Any], out_dir: str | Path, progress: bool = True
     summaries = run_or_reuse(out_dir, runs, progress)
     result = aggregate(config, summaries)
     result["curves"] = curves(config, out_dir, summaries)
-    write_outputs(out_dir, result)
+    samples = load_sweep_samples(out_dir, {key: rel for key, rel, _ in runs})
+    result["se_cdf"], pooled = se_cdf(config, summaries, samples)
+    write_outputs(out_dir, result, pooled)
     return result
+
+
+def se_cdf(config: dict[str, Any], summaries, samples) -> tuple[dict, dict]:
+    """The total SE of every evaluation drop per variant and policy (each method's greedy
+    policy; each heuristic from the first method with samples of the seed: the same drops),
+    pooled over the seeds that have samples: ``(stats, pooled)``, ``pooled[variant][policy]``
+    the 1-D samples and ``stats`` their ``sample_stats``."""
+    seeds, methods = config["seeds"], config["methods"]
+    pooled: dict[str, dict[str, np.ndarray]] = {}
+    for v in config["run"]:
+        first = summaries[(v, methods[0], seeds[0])]["evaluation"]
+        heuristics = [h for h in first if not h.startswith("learned")]
+        parts: dict[str, list] = {}
+        for s in seeds:
+            for m in methods:
+                arr = samples.get((v, m, s), {}).get("learned (greedy)/sum_se")
+                if arr is not None:
+                    parts.setdefault(m, []).append(arr)
+            have = [m for m in methods if (v, m, s) in samples]
+            for h in heuristics:
+                arr = samples[(v, have[0], s)].get(f"{h}/sum_se") if have else None
+                if arr is not None:
+                    parts.setdefault(h, []).append(arr)
+        pooled[v] = {
+            name: np.concatenate(parts[name]) for name in methods + heuristics if name in parts
+        }
+    stats = {v: {n: sample_stats(x) for n, x in per.items()} for v, per in pooled.items()}
+    return stats, pooled
 
 
 def _episodes(summary: dict) -> float:
     return summary["env_steps"] / summary["config"]["env"]["episode_steps"]
+
+
+def _steady_episodes(summary: dict) -> float:
+    return summary["train_steady_env_steps"] / summary["config"]["env"]["episode_steps"]
 
 
 def aggregate(config: dict[str, Any], summaries: dict[tuple[str, str, int], dict]) -> dict:
@@ -149,20 +192,34 @@ def aggregate(config: dict[str, Any], summaries: dict[tuple[str, str, int], dict
             table.append(row)
         for m in methods:
             sums = [summaries[(v, m, s)] for s in seeds]
-            per = [EPISODES_PER_TABLE * x["train_wall_s"] / _episodes(x) for x in sums]
-            t, h = mean_ci(per)
-            timing.append(
-                {
-                    "variant": v,
-                    "method": m,
-                    "n_seeds": len(per),
-                    "episodes": float(np.mean([_episodes(x) for x in sums])),
-                    "train_wall_s": float(np.mean([x["train_wall_s"] for x in sums])),
-                    "s_per_2000_episodes": t,
-                    "s_per_2000_episodes_ci95": h,
-                    "paper_s_per_2000_episodes": PAPER_TIME_S.get(v, {}).get(m),
-                }
+            total = [EPISODES_PER_TABLE * x["train_wall_s"] / _episodes(x) for x in sums]
+            steady = [x for x in sums if x.get("train_steady_env_steps")]
+            per = [EPISODES_PER_TABLE * x["train_steady_s"] / _steady_episodes(x) for x in steady]
+            comp = [
+                x["train_first_chunk_s"]
+                - x["train_steady_s"]
+                * x["train_first_chunk_env_steps"]
+                / x["train_steady_env_steps"]
+                for x in steady
+            ]
+            row = {
+                "variant": v,
+                "method": m,
+                "n_seeds": len(sums),
+                "n_seeds_steady": len(steady),
+                "episodes": float(np.mean([_episodes(x) for x in sums])),
+                "train_wall_s": float(np.mean([x["train_wall_s"] for x in sums])),
+            }
+            row["s_per_2000_episodes"], row["s_per_2000_episodes_ci95"] = (
+                mean_ci(per) if per else (math.nan, math.nan)
             )
+            row["compile_s"], row["compile_s_ci95"] = mean_ci(comp) if comp else (math.nan,) * 2
+            (
+                row["s_per_2000_episodes_incl_compile"],
+                row["s_per_2000_episodes_incl_compile_ci95"],
+            ) = mean_ci(total)
+            row["paper_s_per_2000_episodes"] = PAPER_TIME_S.get(v, {}).get(m)
+            timing.append(row)
     return {"seeds": seeds, "table": table, "timing": timing}
 
 
@@ -194,7 +251,9 @@ def _cell(r, k, digits=3):
     return f"{v:.{digits}f}" + ("" if math.isnan(h) else f" ± {h:.{digits}f}")
 
 
-def write_outputs(out_dir: Path, result: dict) -> None:
+def write_outputs(out_dir: Path, result: dict, pooled: dict | None = None) -> None:
+    """The tables and figures of the module docstring (``pooled``: the samples of
+    :func:`se_cdf` for ``se_cdf.png``, not written without)."""
     table, timing = result["table"], result["timing"]
     fields = ["variant", "policy", "kind", "n_seeds"]
     for k in METRICS + ("frac_of_optimised",):
@@ -224,21 +283,33 @@ def write_outputs(out_dir: Path, result: dict) -> None:
         )
     lines += [
         "",
-        "Training wall time per 2000 episodes (Table I): train_wall_s x 2000 / episodes per run",
-        "(compilation included, evaluation excluded); the paper's on a GTX 3060.",
+        "Training time per 2000 episodes (Table I) in the steady state: train_steady_s x 2000 /",
+        "episodes of the chunks after the first, per run; compile: the first chunk's time less",
+        "the steady time of as many steps; incl. compile: train_wall_s x 2000 / episodes of the",
+        "whole run (evaluation excluded). The paper's on a GTX 3060.",
         "",
-        "| combiner | method | episodes | train wall (s) | s per 2000 episodes | paper (s) |",
-        "|---|---|---|---|---|---|",
+        "| combiner | method | episodes | train wall (s) | compile (s) | s per 2000 episodes "
+        "| incl. compile | paper (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in timing:
         p = r["paper_s_per_2000_episodes"]
         lines.append(
             f"| {r['variant']} | {r['method']} | {r['episodes']:.0f} | {r['train_wall_s']:.1f} "
-            f"| {_cell(r, 's_per_2000_episodes')} | {'-' if p is None else f'{p:.3f}'} |"
+            f"| {_cell(r, 'compile_s', 2)} | {_cell(r, 's_per_2000_episodes')} "
+            f"| {_cell(r, 's_per_2000_episodes_incl_compile')} "
+            f"| {'-' if p is None else f'{p:.3f}'} |"
         )
     (out_dir / "comparison.md").write_text("\n".join(lines) + "\n", "utf-8")
 
-    from .plots import plot_bars, plot_curves
+    from .plots import plot_bars, plot_cdfs, plot_curves
+
+    if pooled:
+        plot_cdfs(
+            {COMBINER_LABEL.get(v, v): per for v, per in pooled.items()},
+            "total SE (bit/s/Hz)",
+            out_dir / "se_cdf.png",
+        )
 
     groups: dict[str, list] = {}
     for r in table:
@@ -260,4 +331,4 @@ def write_outputs(out_dir: Path, result: dict) -> None:
             plot_curves(panels, ylabel, out_dir / name, xlabel="episodes")
 
 
-__all__ = ["METHODS", "PAPER_TIME_S", "aggregate", "reproduce", "run_config", "validate"]
+__all__ = ["METHODS", "PAPER_TIME_S", "aggregate", "reproduce", "run_config", "se_cdf", "validate"]

@@ -4,9 +4,17 @@ Training drives the jitted ``Trainer.update`` (a chunk of PPO updates) from Pyth
 chunk: the next chunk is dispatched before the previous chunk's metrics are fetched, so logging
 never stalls the device. Outputs in ``--out DIR``: ``config.yaml`` (resolved), ``metrics.jsonl``
 (one line per update), ``checkpoints/`` (Orbax, the whole ``RunnerState``), ``summary.json``
-(final evaluation of the learned policy against the heuristics on the same episodes) and
+(final evaluation of the learned policy against the heuristics on the same episodes),
+``eval_samples.npz`` (the unaveraged values of the scenario's ``sample_metrics`` in that
+evaluation, see :func:`write_eval_samples`; only for scenarios that declare some) and
 ``learning_curves.png``. ``--resume`` restores the latest checkpoint and continues; the result
 equals that of a run that was never interrupted.
+
+Timing in ``summary.json``: ``train_wall_s`` (the training loop, compilation of the jitted
+update included, evaluation excluded) splits into ``train_first_chunk_s`` (the first chunk this
+process runs, compilation + execution, timed to ``block_until_ready``) and ``train_steady_s``
+(every later chunk, with logging and checkpoints), covering ``train_first_chunk_env_steps`` and
+``train_steady_env_steps`` environment steps (``first + steady = train_wall_s``).
 """
 
 from __future__ import annotations
@@ -94,11 +102,17 @@ def _policies(config, env, trainer, with_start: bool = False):
     return pols
 
 
-def evaluate_run(
-    config, params, env, env_params, trainer, start_params=None
-) -> dict[str, dict[str, float]]:
+SAMPLES_FILE = "eval_samples.npz"
+
+
+def evaluate_run(config, params, env, env_params, trainer, start_params=None, keep_samples=False):
     """Learned policy and heuristics on the same episodes: mean of each metric per policy
-    (``start_params``: also the policy RL started from, row ``START``)."""
+    (``start_params``: also the policy RL started from, row ``START``), over ``eval.n_envs``
+    environments x ``eval.n_steps`` steps.
+
+    ``keep_samples``: returns ``(results, kept)`` with ``kept[policy][metric]`` the values of
+    each of ``env.sample_metrics`` (``algorithms.evaluation.evaluate_policies``), NumPy
+    ``[n_envs, n_steps, *shape]`` (``{}`` when the scenario declares none)."""
     import jax
 
     from algorithms.evaluation import evaluate_policies
@@ -106,6 +120,7 @@ def evaluate_run(
     key = jax.random.PRNGKey(config["seed"] + 1_000_003)
     ev = config["eval"]
     pols = _policies(config, env, trainer, with_start=start_params is not None)
+    sample_keys = tuple(getattr(env, "sample_metrics", ())) if keep_samples else ()
     # one program for all policies (the environment compiles once), the same episodes for each
     fn = jax.jit(
         lambda key, p: evaluate_policies(
@@ -115,16 +130,86 @@ def evaluate_run(
             key,
             ev["n_envs"],
             ev["n_steps"],
+            sample_keys,
         )
     )
     res = jax.device_get(fn(key, (params, start_params)))
+    kept = {}
+    if sample_keys:
+        res, raw = res
+        kept = {name: {k: np.asarray(v[i]) for k, v in raw.items()} for i, name in enumerate(pols)}
     out = {}
     for i, name in enumerate(pols):
         out[name] = {k: float(np.mean(v[i])) for k, v in res.items()}
         out[name]["ci95"] = {
             k: float(1.96 * np.std(v[i]) / math.sqrt(v.shape[1])) for k, v in res.items()
         }
+    return (out, kept) if keep_samples else out
+
+
+def write_eval_samples(path: str | Path, kept: dict[str, dict[str, np.ndarray]]):
+    """Write ``kept[policy][metric]`` (``[n_envs, n_steps, *shape]``, :func:`evaluate_run`) to
+    the ``.npz`` file ``path``: one float32 array per (policy, metric) under the key
+    ``"<policy>/<metric>"`` (e.g. ``"learned (greedy)/sinr_db"``), flattened in C order
+    (environment = drop, then step, then any per-UE axis: ``reshape(shape)`` restores it).
+    Returns the record for ``summary.json``: ``{"file", "layout", "shapes": {key: shape}}``;
+    ``None`` (and no file) when ``kept`` holds no metric."""
+    arrays = {
+        f"{pol}/{k}": np.asarray(v, np.float32) for pol, per in kept.items() for k, v in per.items()
+    }
+    if not arrays:
+        return None
+    path = Path(path)
+    np.savez(path, **{k: v.ravel() for k, v in arrays.items()})
+    return {
+        "file": path.name,
+        "layout": "<policy>/<metric>: float32, flattened [n_envs, n_steps, *per-step shape]",
+        "shapes": {k: list(v.shape) for k, v in arrays.items()},
+    }
+
+
+def read_eval_samples(run_dir: str | Path, name: str = SAMPLES_FILE):
+    """The arrays of a run's ``eval_samples.npz`` (:func:`write_eval_samples`), ``{"<policy>/
+    <metric>": 1-D float32}``; ``None`` when the run has no such file (runs from before the
+    file existed, or scenarios without ``sample_metrics``)."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_sweep_samples(out_dir: str | Path, folders: dict, stream=None) -> dict:
+    """``{key: read_eval_samples(out_dir / folder)}`` over a sweep's ``{key: run folder}``,
+    without the runs that lack the file (a note for each on ``stream``, default stderr: runs
+    reused from before the file existed are skipped, not an error)."""
+    out = {}
+    for key, rel in folders.items():
+        arrays = read_eval_samples(Path(out_dir) / rel)
+        if arrays is None:
+            print(
+                f"note: {rel} has no {SAMPLES_FILE} (a run from before it was written); "
+                "left out of the CDF",
+                file=sys.stderr if stream is None else stream,
+            )
+        else:
+            out[key] = arrays
     return out
+
+
+def sample_stats(x) -> dict[str, float]:
+    """``{"n", "mean", "p5", "median", "p95"}`` of pooled samples (NaN when empty)."""
+    x = np.asarray(x, np.float64).ravel()
+    if not x.size:
+        return {"n": 0, "mean": math.nan, "p5": math.nan, "median": math.nan, "p95": math.nan}
+    p5, p50, p95 = np.percentile(x, [5.0, 50.0, 95.0])
+    return {
+        "n": int(x.size),
+        "mean": float(x.mean()),
+        "p5": float(p5),
+        "median": float(p50),
+        "p95": float(p95),
+    }
 
 
 def list_registry() -> str:
@@ -248,6 +333,8 @@ def train(
 
     steps_per_update = tc.n_envs * tc.n_steps
     t0 = time.perf_counter()
+    first_s = None  # wall time of the first chunk this process runs (compilation included)
+    n_run = 0
     pending = None  # (chunk index, metrics future)
     bar = tqdm(
         total=n_chunks * tc.updates_per_chunk,
@@ -274,6 +361,10 @@ def train(
     stopped = False
     for chunk in range(start_chunk, n_chunks):
         state, m = update(state)  # dispatched asynchronously
+        n_run += 1
+        if first_s is None:  # wait for the first chunk only: compile + run, timed apart
+            jax.block_until_ready(state)
+            first_s = time.perf_counter() - t0
         if pending is not None:
             flush(pending)
         pending = (chunk, m)
@@ -290,12 +381,22 @@ def train(
     manager.wait_until_finished()
     bar.close()
     train_s = time.perf_counter() - t0
+    steps_per_chunk = tc.updates_per_chunk * steps_per_update
+    timing = {
+        "train_first_chunk_s": first_s or 0.0,
+        "train_first_chunk_env_steps": steps_per_chunk if n_run else 0,
+        "train_steady_s": max(train_s - (first_s or 0.0), 0.0),
+        "train_steady_env_steps": max(n_run - 1, 0) * steps_per_chunk,
+    }
     if stopped:
         return {"stopped_after_chunk": done_chunks, "state": state}
 
-    results = evaluate_run(
-        config, _reported(trainer, state), env, env_params, trainer, start_params
+    results, kept = evaluate_run(
+        config, _reported(trainer, state), env, env_params, trainer, start_params, True
     )
+    samples = write_eval_samples(out_dir / SAMPLES_FILE, kept)
+    if samples is None and (out_dir / SAMPLES_FILE).is_file():
+        (out_dir / SAMPLES_FILE).unlink()  # a previous run's, not this one's
     rows = [json.loads(x) for x in metrics_path.read_text(encoding="utf-8").splitlines()]
     from .plots import plot_learning_curves
 
@@ -304,11 +405,14 @@ def train(
         "command": "train",
         "config": config,
         "train_wall_s": train_s,
+        **timing,
         "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
         **(trainer.summary(state) if hasattr(trainer, "summary") else {}),
         "pretrain": pretrain,
         "evaluation": results,
+        "eval_samples": samples,
         "outputs": ["config.yaml", "metrics.jsonl", "checkpoints/", "summary.json"]
+        + ([SAMPLES_FILE] if samples else [])
         + ["learning_curves.png"],
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -358,7 +462,11 @@ def format_eval_table(results: dict[str, dict[str, Any]], cols=None) -> str:
 
 
 def evaluate_checkpoint(run_dir: str | Path, stream=None) -> dict[str, Any]:
-    """``cfmimo evaluate --run DIR``: the run's latest checkpoint against the heuristics."""
+    """``cfmimo evaluate --run DIR``: the run's latest checkpoint against the heuristics.
+
+    Writes ``evaluation.json`` and, for a scenario with ``sample_metrics``,
+    ``evaluation_samples.npz`` (the layout of :func:`write_eval_samples`; the training's own
+    ``eval_samples.npz`` is left as it is)."""
     import jax
 
     run_dir = Path(run_dir)
@@ -374,8 +482,11 @@ def evaluate_checkpoint(run_dir: str | Path, stream=None) -> dict[str, Any]:
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(config["seed"]))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     step, state = _restore(manager, abstract)
-    results = evaluate_run(config, _reported(trainer, state), env, env_params, trainer)
-    out = {"checkpoint_chunk": step, "evaluation": results}
+    results, kept = evaluate_run(
+        config, _reported(trainer, state), env, env_params, trainer, keep_samples=True
+    )
+    samples = write_eval_samples(run_dir / "evaluation_samples.npz", kept)
+    out = {"checkpoint_chunk": step, "evaluation": results, "eval_samples": samples}
     if hasattr(trainer, "summary"):
         out.update({k: v for k, v in trainer.summary(state).items() if k == "selected"})
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

@@ -1,9 +1,11 @@
 """``cfmimo reproduce ap-cooperation``: configuration, orchestration and the comparison table.
 
-The training runs are replaced by a recording stand-in that writes a summary and a
-``metrics.jsonl`` (the real ``cfmimo train`` path of double DQN on ``ap_cooperation`` is tested
-elsewhere); the configurations are still the tiny real ones and pass ``validate_train``. The
-aggregate is checked against means and Student-t intervals computed here by hand.
+The training runs are replaced by a recording stand-in that writes a summary, a
+``metrics.jsonl`` and (but for one run, standing in for a run from before the file existed) an
+``eval_samples.npz`` of per-UE SINRs (the real ``cfmimo train`` path of double DQN on
+``ap_cooperation`` is tested elsewhere); the configurations are still the tiny real ones and
+pass ``validate_train``. The aggregate is checked against means, Student-t intervals and
+pooled percentiles computed here by hand.
 """
 
 from __future__ import annotations
@@ -86,7 +88,15 @@ def test_run_config_and_validation():
         _config("env.n_apz=3")
 
 
-def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
+def _fake_sinr(method, seed):
+    """Six per-UE SINRs (dB) per policy (``<policy>/sinr_db``): 2 drops x 3 UEs, flattened."""
+    return {
+        f"{pol}/sinr_db": np.float32(e["mean_sinr_db"] + np.arange(6) - 2.5)
+        for pol, e in _fake_eval(method, seed).items()
+    }
+
+
+def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch, capsys):
     from cfmimo_cli import train as train_mod
 
     calls = []
@@ -97,6 +107,8 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
         summary = {"config": cfg, "evaluation": _fake_eval(m, cfg["seed"])}
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary))
+        if (m, cfg["seed"]) != ("ddqn_stacked", 1):  # that one stands in for an older run
+            np.savez(out_dir / "eval_samples.npz", **_fake_sinr(m, cfg["seed"]))
         rows = [
             {"update": u, "env_steps": 4 * u, "coop_rate": 0.1 * u + 0.05 * cfg["seed"]}
             for u in (1, 2)
@@ -116,8 +128,11 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
         "mean_sinr.png",
         "coop_rate.png",
         "links_vs_efficiency.png",
+        "sinr_cdf.png",
     ):
         assert (tmp_path / name).is_file(), name
+    err = capsys.readouterr().err
+    assert "ddqn_stacked/seed1" in err and "eval_samples.npz" in err and "seed0" not in err
     rows = {r["policy"]: r for r in res["table"]}
     assert set(rows) == {"ddqn_stacked", "ddqn_shared", "none", "full", "threshold"}
     x = np.array([10.2, 10.7, 11.2])  # ddqn_shared's learned sum rate over the seeds
@@ -136,6 +151,24 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
     y = np.array([0.1, 0.15, 0.2])
     assert c["mean"][0] == pytest.approx(y.mean())
     assert c["ci95"][0] == pytest.approx(4.303 * y.std(ddof=1) / math.sqrt(3))
+    # the CDF pools the seeds' per-UE samples; the heuristics of seed 1 come from ddqn_shared
+    cdf = res["sinr_cdf"]
+    assert set(cdf) == {"ddqn_stacked", "ddqn_shared", "none", "full", "threshold"}
+    x = np.concatenate(
+        [_fake_sinr("ddqn_shared", s)["learned (greedy)/sinr_db"] for s in (0, 1, 2)]
+    )
+    x = x.astype(np.float64)
+    st = cdf["ddqn_shared"]
+    assert st["n"] == 18 and st["mean"] == pytest.approx(x.mean(), rel=1e-6)
+    assert st["p95"] == pytest.approx(np.percentile(x, 95), rel=1e-6)
+    assert cdf["ddqn_stacked"]["n"] == 12 and cdf["full"]["n"] == 18
+    f = np.concatenate(
+        [
+            _fake_sinr("ddqn_shared" if s == 1 else "ddqn_stacked", s)["full/sinr_db"]
+            for s in (0, 1, 2)
+        ]
+    ).astype(np.float64)
+    assert cdf["full"]["median"] == pytest.approx(np.median(f), rel=1e-6)
     md = (tmp_path / "comparison.md").read_text()
     assert "(134.6)" in md and "(500.0)" in md and "each pair counted once" in md
     # a second call reuses every finished run; a changed budget retrains

@@ -1,9 +1,11 @@
 """``cfmimo reproduce xl-uplink``: configuration, orchestration, the comparison and timing tables.
 
 The training runs are replaced by a recording stand-in that writes a summary (with
-``train_wall_s`` and ``env_steps``) and a ``metrics.jsonl``; the configurations are the tiny
-real ones and pass ``validate_train``. The aggregate is checked against means, Student-t
-intervals, optimiser fractions and times per 2000 episodes computed here by hand.
+``train_wall_s``, the first-chunk / steady split and ``env_steps``), a ``metrics.jsonl`` and
+(but for one run, standing in for a run from before the file existed) an ``eval_samples.npz``
+of per-drop sum SEs; the configurations are the tiny real ones and pass ``validate_train``.
+The aggregate is checked against means, Student-t intervals, optimiser fractions, times per
+2000 episodes and pooled percentiles computed here by hand.
 """
 
 from __future__ import annotations
@@ -79,7 +81,15 @@ def test_run_config_and_validation():
             rx.validate(dict(cfg, **bad))
 
 
-def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
+def _fake_samples(variant, method, seed):
+    """Four per-drop sum SEs per policy around the policy's mean (``<policy>/sum_se``)."""
+    return {
+        f"{pol}/sum_se": np.float32(e["sum_se"] + 0.1 * np.arange(-2, 2))
+        for pol, e in _fake_eval(variant, method, seed).items()
+    }
+
+
+def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch, capsys):
     from cfmimo_cli import train as train_mod
 
     calls = []
@@ -90,11 +100,17 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
         summary = {
             "config": cfg,
             "evaluation": _fake_eval(v, m, s),
-            "train_wall_s": 2.0 + s,
+            "train_wall_s": 2.0 + 0.25 * s,
+            "train_first_chunk_s": 1.5,
+            "train_first_chunk_env_steps": 4,
+            "train_steady_s": 0.5 + 0.25 * s,
+            "train_steady_env_steps": 4,
             "env_steps": 8,
         }
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary))
+        if (v, m, s) != ("mr", "maddpg", 2):  # that one stands in for an older run
+            np.savez(out_dir / "eval_samples.npz", **_fake_samples(v, m, s))
         rows = [
             {"update": u, "env_steps": 4 * u, "sum_se": u + s, "power_frac": 0.5} for u in (1, 2)
         ]
@@ -113,8 +129,11 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
         "sum_se.png",
         "training_curves.png",
         "power_curves.png",
+        "se_cdf.png",
     ):
         assert (tmp_path / name).is_file(), name
+    err = capsys.readouterr().err
+    assert "mr/maddpg/seed2" in err and "eval_samples.npz" in err and "l_mmse/" not in err
     rows = {(r["variant"], r["policy"]): r for r in res["table"]}
     x = np.array([20.4, 20.5, 20.6])  # fl_ctce with L-MMSE against the optimiser's 21.0
     r = rows[("l_mmse", "fl_ctce")]
@@ -124,21 +143,61 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch):
     assert rows[("mr", "optimised")]["frac_of_optimised"] == pytest.approx(1.0)
     assert rows[("mr", "max_power")]["sum_se"] == pytest.approx(7.0)
     assert math.isclose(rows[("mr", "max_power")]["sum_se_ci95"], 0.0, abs_tol=1e-12)
-    # timing: 8 one-step episodes per run in 2, 3, 4 s -> 500, 750, 1000 s per 2000 episodes
+    # timing: 4 steady one-step episodes in 0.5, 0.75, 1 s -> 250, 375, 500 s per 2000
+    # episodes; first chunk 1.5 s for 4 episodes -> compile 1.0, 0.75, 0.5 s; the whole run,
+    # 8 episodes in 2, 2.25, 2.5 s -> 500, 562.5, 625 s per 2000 episodes
     t = {(r["variant"], r["method"]): r for r in res["timing"]}
-    per = np.array([500.0, 750.0, 1000.0])
+    per = np.array([250.0, 375.0, 500.0])
+    assert t[("mr", "maddpg")]["n_seeds_steady"] == 3
     assert t[("mr", "maddpg")]["s_per_2000_episodes"] == pytest.approx(per.mean())
     assert t[("mr", "maddpg")]["s_per_2000_episodes_ci95"] == pytest.approx(
         4.303 * per.std(ddof=1) / math.sqrt(3)
     )
+    assert t[("mr", "maddpg")]["compile_s"] == pytest.approx(0.75)
+    assert t[("mr", "maddpg")]["s_per_2000_episodes_incl_compile"] == pytest.approx(562.5)
+    with (tmp_path / "timing.csv").open() as f:
+        head = f.readline()
+    assert "compile_s" in head and "s_per_2000_episodes" in head
     assert t[("mr", "maddpg")]["paper_s_per_2000_episodes"] == 0.411
     assert t[("l_mmse", "fl_ctce")]["paper_s_per_2000_episodes"] == 1.124
     c = res["curves"]["sum_se"]["l_mmse"]["fl_ctde"]
     assert c["episodes"] == [4.0, 8.0] and c["mean"] == pytest.approx([2.0, 3.0])
     assert "1.124" in (tmp_path / "comparison.md").read_text()
+    # the CDF pools the seeds' per-drop samples (seed 2 of mr/maddpg has none)
+    cdf = res["se_cdf"]
+    x = np.concatenate(
+        [_fake_samples("l_mmse", "fl_ctce", s)["learned (greedy)/sum_se"] for s in (0, 1, 2)]
+    ).astype(np.float64)
+    st = cdf["l_mmse"]["fl_ctce"]
+    assert st["n"] == 12 and st["mean"] == pytest.approx(x.mean(), rel=1e-6)
+    assert st["p5"] == pytest.approx(np.percentile(x, 5), rel=1e-6)
+    assert st["median"] == pytest.approx(np.median(x), rel=1e-6)
+    assert cdf["mr"]["maddpg"]["n"] == 8 and cdf["mr"]["optimised"]["n"] == 12
+    assert set(cdf["mr"]) == {"fl_ctce", "fl_ctde", "maddpg", "max_power", "optimised"}
+    assert (
+        json.loads((tmp_path / "comparison.json").read_text())["se_cdf"]["mr"]["maddpg"]["n"] == 8
+    )
     calls.clear()
     rx.reproduce(cfg, tmp_path, progress=False)
     assert calls == []
+
+
+def test_steady_timing_leaves_out_older_runs():
+    """Seeds whose summary lacks the first-chunk / steady split (older runs, or one chunk) are
+    left out of the steady columns; the whole-run column keeps them."""
+    cfg = _config("run=[mr]", "methods=[maddpg]", "seeds=[0, 1]")
+    base = {"evaluation": _fake_eval("mr", "maddpg", 0), "env_steps": 8}
+    new = dict(base, config=rx.run_config(cfg, "mr", "maddpg", 0), train_wall_s=3.0)
+    new.update(train_first_chunk_s=2.0, train_first_chunk_env_steps=2)
+    new.update(train_steady_s=1.0, train_steady_env_steps=6)
+    old = dict(base, config=rx.run_config(cfg, "mr", "maddpg", 1), train_wall_s=5.0)
+    t = rx.aggregate(cfg, {("mr", "maddpg", 0): new, ("mr", "maddpg", 1): old})["timing"][0]
+    assert t["n_seeds"] == 2 and t["n_seeds_steady"] == 1
+    assert t["s_per_2000_episodes"] == pytest.approx(2000 * 1.0 / 6)
+    assert t["compile_s"] == pytest.approx(2.0 - 1.0 * 2 / 6)
+    assert t["s_per_2000_episodes_incl_compile"] == pytest.approx(2000 * 4.0 / 8)
+    only_old = rx.aggregate(dict(cfg, seeds=[1]), {("mr", "maddpg", 1): old})["timing"][0]
+    assert math.isnan(only_old["s_per_2000_episodes"]) and math.isnan(only_old["compile_s"])
 
 
 def test_cli_print_config(capsys):
