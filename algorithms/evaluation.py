@@ -50,9 +50,7 @@ def evaluate_policy(env, env_params, policy, key, n_envs: int, n_steps: int, sam
             jax.random.split(k_env, n_envs), state, a, env_params
         )
         out = {
-            k: jnp.mean(v)
-            for k, v in info.items()
-            if k not in _RESERVED and v.shape == (n_envs,)
+            k: jnp.mean(v) for k, v in info.items() if k not in _RESERVED and v.shape == (n_envs,)
         }
         out["reward"] = jnp.mean(reward)
         if "cost" in info:
