@@ -14,7 +14,10 @@ noise power of eq. (9) is 1 (``noise=1.0``).
 
 The precoders of a cluster (joint RZF, eqs. (14)-(17); MRT, eq. (18)) are
 :func:`cfmimo_jax.processing.cluster_rzf`; the serving sets of eq. (2) are
-:func:`cfmimo_jax.pilots.threshold_clusters`. Conventions: ``docs/kernels.md``.
+:func:`cfmimo_jax.pilots.threshold_clusters`. Beyond the paper, :func:`central_precoders` gives
+the cell-free book's centralized P-RZF / P-MMSE precoders on the same serving sets, with each
+AP's segment normalised as eq. (17) does (an upper reference for the cooperation policies).
+Conventions: ``docs/kernels.md``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from jax import lax
 
 from . import _validate as V
 from .estimation import as_complex, real_dtype
-from .processing import gram_cross
+from .processing import _unit_columns, central_scaled_all, gram_cross
 
 MAX_NEIGHBOURS = 4  # [AP-COOP] Table I: maximum neighbours per AP
+CENTRAL_SCHEMES = ("p_rzf", "p_mmse")  # centralized references (book eqs. (5.18), (5.16))
 NEIGHBOUR_RATIO = 0.05  # [AP-COOP] Table I: gamma_th = 0.05 x max(I)
 
 
@@ -242,6 +246,69 @@ def cooperation_clusters(idx, mask, coop):
     """``clusters_from_agreements(agreement_matrix(idx, mask, coop))``: the cluster labels
     ``[M]`` of the APs' cooperation vectors over their neighbour tables."""
     return clusters_from_agreements(agreement_matrix(idx, mask, coop))
+
+
+# --------------------------------------------------------------------------------------------
+# Centralized reference: the book's P-RZF / P-MMSE on the serving sets, per-AP normalised
+
+
+def central_precoders(Hhat, C, D, p, scheme: str, max_serving=None):
+    """Centralized partial precoders on the user-centric serving sets, each AP's segment
+    normalised ``-> W[M, K, N]`` (unit-norm ``w_mk`` on ``D``, 0 elsewhere).
+
+    Beyond [AP-COOP]: the CPU processes every UE jointly over all the APs that serve it
+    (Demir, Björnson, Sanguinetti, "Foundations of User-Centric Cell-Free Massive MIMO",
+    section 6.3: the downlink precoders are the centralized uplink combiners). With
+    ``D_k = diag(D[:, k] ⊗ I_N)`` and ``P_k = {i : UE i shares a serving AP with UE k}``
+    (book eq. (5.15)), the combining vector of UE ``k`` over its serving APs is
+
+        P-MMSE (book eq. (5.16)):
+            v_k = p_k (sum_{i in P_k} p_i D_k hhat_i hhat_i^H D_k + D_k Z_k D_k)^+ D_k hhat_k,
+            Z_k = sum_{i in P_k} p_i C_i + I  (noise power 1)
+        P-RZF (book eq. (5.18)): the same without ``Z_k``, in the dual form
+            v_k = D_k Hhat_Pk (Hhat_Pk^H D_k Hhat_Pk + diag(p)^{-1})^{-1} e_k (over P_k),
+
+    computed by :func:`cfmimo_jax.processing.central_scaled_all` (the Woodbury form, one
+    ``K x K`` system per UE). The book scales ``v_k`` by one norm over all of ``M_k`` (a total
+    power per UE); here, as eq. (17) of [AP-COOP] does for the cluster RZF, each AP's
+    ``N``-segment is normalised, ``w_mk = [v_k]_m / ||[v_k]_m||``, so that with the powers
+    ``rho[M, K]`` of the caller (e.g. ``P / |K_m|`` on ``K_m``) every AP meets its own budget
+    ``sum_k rho_mk ||w_mk||^2 <= P`` exactly, whatever the channel.
+
+    ``Hhat[M, K, N]`` channel estimates (one realization; a real ``Hhat`` is promoted to
+    complex), ``C[M, K, N, N]`` their error correlations (book eq. (4.9); ``beta_mk - B_mk``
+    times ``I_N`` for i.i.d. Rayleigh), ``D[M, K]`` serving mask, ``p`` scalar or ``[K]`` the
+    uplink powers the combiners are computed with (mW, noise-normalised channels), ``scheme``
+    in :data:`CENTRAL_SCHEMES`, ``max_serving`` a static cap ``>= max_k |M_k|`` for P-MMSE's
+    serving tables (``None``: all ``M`` APs; see :func:`cfmimo_jax.processing.serving_table`).
+    A zero segment (a zero estimate) gives ``w_mk = 0``.
+    """
+    if scheme not in CENTRAL_SCHEMES:
+        raise ValueError(f"scheme must be one of {CENTRAL_SCHEMES}, got {scheme!r}")
+    if jnp.ndim(Hhat) != 3:
+        raise ValueError(f"Hhat must have shape [M, K, N], got {jnp.shape(Hhat)}")
+    M, K, N = jnp.shape(Hhat)
+    V.finite("Hhat", Hhat)
+    V.shape("C", C, (M, K, N, N))
+    V.correlation("C", C)
+    V.serving("D", D, M, K)
+    V.shape("p", p, (K,), allow_scalar=True)
+    V.finite("p", p, nonneg=True)
+    if max_serving is not None:
+        max_serving = V.positive_int("max_serving", max_serving)
+        Dc = V.concrete(D)
+        if Dc is not None:
+            need = int(np.max(np.sum(np.asarray(Dc, bool), axis=0), initial=0))
+            if max_serving < need:
+                raise ValueError(f"max_serving={max_serving} is smaller than max_k |M_k| = {need}")
+    Hhat = as_complex(Hhat)
+    C = as_complex(C).astype(Hhat.dtype)
+    return _central_precoders(Hhat, C, jnp.asarray(D).astype(bool), p, scheme, max_serving)
+
+
+def _central_precoders(Hhat, C, D, p, scheme, max_serving=None):
+    v = central_scaled_all(Hhat[None], C, D, p, (scheme,), max_serving=max_serving)[scheme][0]
+    return _unit_columns(v * D.astype(v.dtype)[..., None])
 
 
 # --------------------------------------------------------------------------------------------

@@ -129,9 +129,32 @@ Heuristics (``heuristics()``, through the same ``step``; they read the true stat
 neighbour slot agreed: the links are the mutual neighbour pairs; the paper's "centralized
 full cooperation" reading within the neighbour tables), ``threshold`` (no learning: request
 slot ``q`` when ``10 log10 I_mn > threshold_db``; default 30 dB, about the median of the
-neighbour interference at the defaults). A centralized reference with the book's P-MMSE /
-P-RZF is not included: it is not an action of these agents, and a P-RZF over every UE's
-serving set at every step would cost more than the whole step.
+neighbour interference at the defaults), and two centralized upper references beyond the
+paper, ``central_przf`` and ``central_pmmse``.
+
+Centralized references (beyond [AP-COOP]; Demir, Björnson, Sanguinetti, "Foundations of
+User-Centric Cell-Free Massive MIMO", section 6.3): the CPU precodes every UE jointly over
+all the APs of its serving set ``M_k`` (the same ``D``), with the book's P-RZF (eq. (5.18))
+or P-MMSE (eq. (5.16)) vector computed from the same channel estimates the step draws, the
+uplink powers ``p = pilot_power_mw`` (the book's duality: the precoders are the uplink
+combiners) and, for P-MMSE, the estimation errors ``C_mk = (beta_mk - B_mk) I_N`` (book eqs.
+(4.7), (4.9): ``B_mk = sqrt(p) tau_p beta_mk c_mk`` with ``c_mk`` the MMSE coefficient ``est``)
+(:func:`cfmimo_jax.cooperation.central_precoders`, on
+:func:`cfmimo_jax.processing.central_scaled_all`). The per-AP budget is met as for the
+cluster RZF: each AP's ``N``-segment of ``v_k`` normalised (eq. (17)) and ``rho_mk = P /
+|K_m|`` on ``K_m`` (with either ``transmit``), so each AP radiates exactly ``P``; the book's
+own scaling (one norm over ``M_k``, a power per UE) would not bound every AP. The SINR is
+eq. (9) on the true channels, as for every policy; the gap to ``full`` is what cooperation
+limited to the neighbour tables leaves on the table. These two act through the same ``step``
+by reserved action values outside the action space: when any agent's action is
+``CENTRAL_PRZF`` (-1) or ``CENTRAL_PMMSE`` (-2) the whole network uses that precoder (-2
+wins; a value below -2 acts as -2), every request bit is 0 (no links, requests, clusters or
+request cost: ``links = coop_rate = efficiency = 0``, the reward is ``alpha_1`` times the
+gain over MRT), every other info entry as usual. They are references, not teachers (their
+actions are not actions of the agents). Cost: ``step_env`` then selects between the cluster
+and the two centralized precoders (a ``lax.switch``, a select under ``vmap``), and
+``step_batch`` runs that version only when some action of the batch is negative (one
+``lax.cond`` per batch), so training and the learned policy pay nothing for it.
 
 At the defaults (8 drops, 3 steps each, mean; the paper's Figs. 4-5 in brackets): none
 139.6 bit/s/Hz, 9.80 dB (122.0, 8.48 dB); full 187.6 bit/s/Hz, 13.82 dB, 92.6 links,
@@ -148,6 +171,7 @@ gains.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -161,6 +185,7 @@ from .._validate import is_number as _is_number
 from .._validate import positive_number as _positive
 from ..cooperation import (
     _agreement_matrix,
+    _central_precoders,
     _clusters,
     _downlink_sinr,
     _interference_metric,
@@ -176,6 +201,8 @@ from .base import MultiAgentEnv
 
 RATE_SCALE = 4.0  # global_state: per-UE rates / 4 bit/s/Hz (about their mean at the defaults)
 MAX_Q = 10  # at most 10 neighbour slots (1024 actions)
+CENTRAL_PRZF = -1  # reserved action: centralized P-RZF on the serving sets (module docstring)
+CENTRAL_PMMSE = -2  # reserved action: centralized P-MMSE on the serving sets
 TRANSMIT = ("serving", "cluster")  # who transmits to whom inside a cluster (module docstring)
 
 
@@ -302,6 +329,7 @@ class APCooperation(MultiAgentEnv):
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.obs_dim,))
         self.action_space = spaces.Discrete(2**self.Q)
         self.global_state_space = spaces.Box(-np.inf, np.inf, (self.M * self.obs_dim + self.K,))
+        self._central = True  # False: the copy whose step ignores the reserved actions
 
     def default_params(self, **overrides) -> APCooperationParams:
         return APCooperationParams(**overrides)
@@ -354,12 +382,44 @@ class APCooperation(MultiAgentEnv):
             rho = equal_powers(cluster_serving(labels, D), params.ap_power_mw)
         return W, rho.astype(jnp.real(Hhat).dtype)
 
-    def _evaluate(self, key, state, bits, params):
-        """Everything a step computes from the effective request ``bits[M, Q]``."""
+    def error_correlations(self, state: APCooperationState, params):
+        """``C[M, K, N, N] = (beta_mk - B_mk) I_N``, the MMSE estimation errors of the step's
+        estimates (book eqs. (4.7), (4.9) with ``R = beta I``: ``B_mk = p tau_p beta_mk^2 /
+        psi_mk = sqrt(p) tau_p beta_mk c_mk``, ``c_mk = state.est``, ``p = pilot_power_mw``)."""
+        rdt = state.gain.dtype
+        cdt = jnp.result_type(rdt, jnp.complex64)
+        b = jnp.sqrt(jnp.asarray(params.pilot_power_mw, rdt)) * self.tau_p * state.gain * state.est
+        err = jnp.maximum(state.gain - b, 0.0)
+        return err[..., None, None].astype(cdt) * jnp.eye(self.N, dtype=cdt)
+
+    def central_precoders(self, Hhat, state: APCooperationState, params, scheme: str):
+        """``(W[M, K, N], rho[M, K])`` of the centralized reference ``scheme`` (``"p_rzf"`` or
+        ``"p_mmse"``, module docstring): the book's vector over each UE's serving set from
+        the estimates ``Hhat[M, K, N]``, each AP's segment normalised, ``rho = P / |K_m|``."""
+        C = self.error_correlations(state, params)
+        p = jnp.asarray(params.pilot_power_mw, jnp.real(Hhat).dtype)
+        W = _central_precoders(Hhat, C.astype(Hhat.dtype), state.D, p, scheme, self.max_aps)
+        rho = equal_powers(state.D, params.ap_power_mw)
+        return W, rho.astype(jnp.real(Hhat).dtype)
+
+    def _evaluate(self, key, state, bits, params, mode=None):
+        """Everything a step computes from the effective request ``bits[M, Q]``; ``mode``
+        (int32 scalar, with the reserved actions enabled): 0 the clusters of ``bits``, 1
+        central P-RZF, 2 central P-MMSE."""
         agree = _agreement_matrix(state.idx, state.mask, bits)
         labels = _clusters(agree)
         H, Hhat = self.channels(key, state, params)
-        W, rho = self.precoders(labels, Hhat, state.D, params)
+        if mode is None:
+            W, rho = self.precoders(labels, Hhat, state.D, params)
+        else:
+            W, rho = jax.lax.switch(
+                mode,
+                [
+                    lambda: self.precoders(labels, Hhat, state.D, params),
+                    lambda: self.central_precoders(Hhat, state, params, "p_rzf"),
+                    lambda: self.central_precoders(Hhat, state, params, "p_mmse"),
+                ],
+            )
         sinr = _downlink_sinr(H, W, rho)
         W0 = mrt_precoders(Hhat, state.D)
         rho0 = equal_powers(state.D, params.ap_power_mw).astype(rho.dtype)
@@ -439,9 +499,21 @@ class APCooperation(MultiAgentEnv):
         )
         return self._obs(state), state
 
+    def central_mode(self, actions):
+        """``actions[..., M] -> mode[...]`` int32: 0 the agents' clusters, 1 central P-RZF (some
+        action is ``CENTRAL_PRZF``), 2 central P-MMSE (some action ``<= CENTRAL_PMMSE``)."""
+        a = jnp.asarray(actions).astype(jnp.int32)
+        return jnp.clip(-jnp.min(a, axis=-1), 0, 2).astype(jnp.int32)
+
     def step_env(self, key, state, actions, params):
-        bits = self.action_bits(actions) & state.mask
-        agree, labels, sinr, sinr0 = self._evaluate(key, state, bits, params)
+        actions = jnp.asarray(actions).astype(jnp.int32)
+        if self._central:
+            mode = self.central_mode(actions)
+            bits = self.action_bits(jnp.maximum(actions, 0)) & state.mask & (mode == 0)
+        else:
+            mode = None
+            bits = self.action_bits(actions) & state.mask
+        agree, labels, sinr, sinr0 = self._evaluate(key, state, bits, params, mode)
         rdt = state.gain.dtype
         rate = rates(sinr).astype(rdt)
         rate0 = rates(sinr0).astype(rdt)
@@ -483,6 +555,26 @@ class APCooperation(MultiAgentEnv):
         truncated = t >= self.episode_steps
         return self._obs(state), state, reward, jnp.bool_(False), truncated, info
 
+    def step_batch(self, keys, states, actions, params=None):
+        """``MultiAgentEnv.step_batch`` (vmapped ``step`` with auto-reset), the centralized
+        references computed only when some action of the batch is negative: one ``lax.cond``
+        between this environment's step and that of a copy that ignores the reserved actions
+        (under an outer ``vmap`` the ``cond`` becomes a select and both run)."""
+        if not self._central:
+            return super().step_batch(keys, states, actions, params)
+        plain = copy.copy(self)
+        plain._central = False
+        actions = jnp.asarray(actions)
+        return jax.lax.cond(
+            jnp.any(actions < 0),
+            super().step_batch,
+            plain.step_batch,
+            keys,
+            states,
+            actions,
+            params if params is not None else self.default_params(),
+        )
+
     def _obs(self, state):
         rdt = state.obs_static.dtype
         parts = [state.obs_static, state.bits.astype(rdt), state.linked.astype(rdt), state.hist]
@@ -495,8 +587,10 @@ class APCooperation(MultiAgentEnv):
     # ---- heuristics -----------------------------------------------------------------------
 
     def heuristics(self) -> dict:
-        """``{"none", "full", "threshold"}`` (module docstring), each ``policy(obs[...,
-        M, F], state) -> actions[..., M]`` int32 with the leading axes of ``obs``."""
+        """``{"none", "full", "threshold", "central_przf", "central_pmmse"}`` (module
+        docstring), each ``policy(obs[..., M, F], state) -> actions[..., M]`` int32 with the
+        leading axes of ``obs`` (the last two: the reserved actions ``CENTRAL_PRZF`` /
+        ``CENTRAL_PMMSE`` for every agent)."""
         full = 2**self.Q - 1
         thr = 10.0 ** (self.threshold_db / 10.0)
 
@@ -509,7 +603,19 @@ class APCooperation(MultiAgentEnv):
         def threshold(obs, state):
             return self.bits_to_actions((state.I_nb > thr) & state.mask)
 
-        return {"none": none, "full": all_on, "threshold": threshold}
+        def central(value):
+            def policy(obs, state=None):
+                return jnp.full(jnp.shape(obs)[:-1], value, jnp.int32)
+
+            return policy
+
+        return {
+            "none": none,
+            "full": all_on,
+            "threshold": threshold,
+            "central_przf": central(CENTRAL_PRZF),
+            "central_pmmse": central(CENTRAL_PMMSE),
+        }
 
 
 def _number(name, v, *, nonneg=False) -> float:
