@@ -210,7 +210,7 @@ class MDGNN(nnx.Module):
             jnp.broadcast_to(q[..., None, :, None], lead + (K, N, 1)),
         ]
         if self.use_embedding:
-            emb = self.embedding.value.astype(obs.dtype)
+            emb = self.embedding[...].astype(obs.dtype)
             parts.append(jnp.broadcast_to(emb, lead + (K, N, _EMBED)))
         return jnp.concatenate(parts, -1)
 
@@ -273,7 +273,11 @@ def check_config(cfg: dict) -> dict:
         raise ValueError(
             f"updates_per_chunk={cfg['updates_per_chunk']} must divide n_updates={cfg['n_updates']}"
         )
-    if isinstance(cfg["dims"], bool) or cfg["dims"] not in (1, 2, 3):
+    if (
+        not isinstance(cfg["dims"], int)
+        or isinstance(cfg["dims"], bool)
+        or cfg["dims"] not in (1, 2, 3)
+    ):
         raise ValueError(f"dims must be 1, 2 or 3, got {cfg['dims']!r}")
     if not isinstance(cfg["antenna_embedding"], bool):
         raise ValueError(
@@ -404,7 +408,7 @@ class MDGNNTrainer:
             out.update(
                 reward=jnp.mean(reward),
                 objective=value.astype(jnp.float32),
-                grad_norm=optax.global_norm(grad).astype(jnp.float32),
+                grad_norm=optax.tree.norm(grad).astype(jnp.float32),
                 ep_sum=jnp.sum(jnp.where(done, ep_ret, 0.0)),
                 ep_n=jnp.sum(done).astype(jnp.float32),
             )
