@@ -5,6 +5,11 @@ per-cluster stacked matrices, the primal ``|C| N``-dimensional inverse of eq. (1
 for the clusters. No JAX. Compared with ``cfmimo_jax.pilots.threshold_clusters``,
 ``cfmimo_jax.cooperation`` and ``cfmimo_jax.processing.cluster_rzf`` in
 ``tests/test_cooperation.py``.
+
+Beyond the paper (``tests/test_coop_central.py``): the cell-free book's centralized P-RZF /
+P-MMSE precoders (Demir, Björnson, Sanguinetti, "Foundations of User-Centric Cell-Free Massive
+MIMO", eqs. (5.16), (5.18)), each UE's primal ``|M_k| N``-dimensional system built over its
+serving APs, and the i.i.d. Rayleigh MMSE error variances (book eqs. (4.6), (4.7), (4.9)).
 """
 
 from __future__ import annotations
@@ -130,3 +135,46 @@ def downlink_sinr(H, W, rho, noise=1.0):
                 interf += abs(a) ** 2
         sinr[k] = sig / (interf + noise)
     return sinr
+
+
+def error_variances(gain, pilot, p, tau_p):
+    """Book eqs. (4.6), (4.7), (4.9) with ``R_mk = beta_mk I``: ``psi_mk = p tau_p
+    sum_{i: t_i = t_k} beta_mi + 1``, ``B_mk = p tau_p beta_mk^2 / psi_mk``; returns
+    ``C[M, K] = beta_mk - B_mk`` (the error correlation is ``C_mk I_N``)."""
+    M, K = gain.shape
+    C = np.zeros((M, K))
+    for m in range(M):
+        for k in range(K):
+            psi = p * tau_p * sum(gain[m, i] for i in range(K) if pilot[i] == pilot[k]) + 1.0
+            C[m, k] = gain[m, k] - p * tau_p * gain[m, k] ** 2 / psi
+    return C
+
+
+def central_precoders(Hhat, C, D, p, scheme):
+    """Centralized P-MMSE (book eq. (5.16)) or P-RZF (eq. (5.18), ``scheme="p_rzf"``: no
+    ``C`` term) for every UE ``k``, over its serving APs ``M_k`` (sorted) only::
+
+        v_k = p (sum_{i in P_k} p hhat_i hhat_i^H + [sum_{i in P_k} p C_i] + I)^{-1} hhat_k
+
+    with ``hhat_i`` the ``|M_k| N`` stacked estimates of UE ``i`` at the APs of ``M_k``,
+    ``C_i = blkdiag_m(C[m, i] I_N)`` and ``P_k`` the UEs sharing a serving AP with ``k``
+    (eq. (5.15)); then each AP's ``N``-segment normalised (the per-AP normalisation of
+    [AP-COOP] eq. (17)). ``Hhat[M, K, N]``, ``C[M, K]``, ``D[M, K]``, ``p`` scalar."""
+    M, K, N = Hhat.shape
+    W = np.zeros((M, K, N), complex)
+    for k in range(K):
+        aps = [m for m in range(M) if D[m, k]]
+        Pk = [i for i in range(K) if any(D[m, i] for m in aps)]
+        A = np.eye(len(aps) * N, dtype=complex)
+        for i in Pk:
+            h = np.concatenate([Hhat[m, i] for m in aps])
+            A += p * np.outer(h, h.conj())
+            if scheme == "p_mmse":
+                A += p * np.diag(np.repeat([C[m, i] for m in aps], N))
+        hk = np.concatenate([Hhat[m, k] for m in aps])
+        v = np.linalg.solve(A, p * hk)
+        for j, m in enumerate(aps):
+            seg = v[j * N : (j + 1) * N]
+            if np.linalg.norm(seg) > 0:
+                W[m, k] = seg / np.linalg.norm(seg)
+    return W
