@@ -112,7 +112,8 @@ class MDGNNLayer(nnx.Module):
     ``u_i = W_0 h_i + b + sum_d (W_d^mean mean_{j_d} h + W_d^max max_{j_d} h)`` over the ``D``
     permuted axes (the ``D`` axes just before the feature axis), ``relu(u)``, plus ``h`` when
     ``residual`` (module docstring; the Liu-Guo-Yang multidimensional update with mean and max
-    pooling)."""
+    pooling). ``self_map`` holds ``W_0, b``; ``pool_map``'s kernel ``[2 D F_in, F_out]`` stacks
+    ``[W_1^mean; W_1^max; ...; W_D^mean; W_D^max]``, ``d = 1`` the axis next to the features."""
 
     def __init__(self, in_features: int, out_features: int, n_axes: int, *, residual: bool, rngs):
         if residual and in_features != out_features:
@@ -449,6 +450,7 @@ class MDGNNTrainer:
         return engine.train_all(self.init(key), self.update, n_chunks)
 
     def summary(self, rs: RunnerState) -> dict:
+        """Gradient steps done and the network's parameter count (for ``summary.json``)."""
         return {
             "gradient_steps": int(rs.env_step),
             "parameters": int(sum(x.size for x in jax.tree.leaves(rs.params))),
