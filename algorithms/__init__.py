@@ -43,6 +43,13 @@ _ALGORITHMS: dict[str, tuple[str, dict]] = {
     # [XL-FUZZY]: DDPG / MADDPG over fuzzy agents (algorithms.fuzzy) that stand for the agents
     "fl_ctce": ("algorithms.fuzzy_ddpg", dict(centralised_actor=True)),
     "fl_ctde": ("algorithms.fuzzy_ddpg", dict(centralised_actor=False)),
+    # [MOBILE-AP]: SF-MADDPG (hyper permutation actor + GNN communication + directional
+    # decoupling) and its ablations, on the MADDPG of algorithms.ddpg
+    "sf_maddpg": ("algorithms.sf_maddpg", dict(actor_input="hpn", comm="gnn", credit="arn_hrn")),
+    "pe_maddpg": ("algorithms.sf_maddpg", dict(actor_input="hpn", comm="none", credit="none")),
+    "co_maddpg": ("algorithms.sf_maddpg", dict(actor_input="mlp", comm="gnn", credit="none")),
+    "airmn": ("algorithms.sf_maddpg", dict(actor_input="mlp", comm="none", credit="arn_hrn")),
+    "liir": ("algorithms.sf_maddpg", dict(actor_input="mlp", comm="none", credit="liir")),
     # [MOBILE-AP]'s MDGNN baseline: centralised multidimensional GNN power control, static APs
     "mdgnn": ("algorithms.mdgnn", {}),  # dims=3 by default (trainer key dims: 1 | 2 | 3)
 }
@@ -82,6 +89,8 @@ _ACTIONS = {
     "algorithms.dqn": "a Discrete action space",
     "algorithms.ddpg": "bounded Box action spaces (a pytree of them for composite actions)",
     "algorithms.fuzzy_ddpg": "bounded Box action spaces and a flat Box observation per agent",
+    "algorithms.sf_maddpg": "bounded Box action spaces (the permutation and communication "
+    "actors also need the environment's obs_layout)",
     "algorithms.mdgnn": "the mobile_ap dict action {move, power, antenna} and its observations",
 }
 

@@ -179,6 +179,7 @@ class MobileAP(MultiAgentEnv):
         episode_steps: int = 20,
         opt_steps: int = 30,
         opt_lr: float = 0.05,
+        control: str = "joint",
     ):
         self.M = V.positive_int("n_aps", n_aps)
         self.N = V.positive_int("n_antennas", n_antennas)
@@ -222,6 +223,9 @@ class MobileAP(MultiAgentEnv):
         self.episode_steps = V.positive_int("episode_steps", episode_steps)
         self.opt_steps = V.positive_int("opt_steps", opt_steps)
         self.opt_lr = _positive("opt_lr", opt_lr)
+        if control not in ("joint", "move"):
+            raise ValueError(f"control must be 'joint' or 'move', got {control!r}")
+        self.control = control
         M, N, K = self.M, self.N, self.K
         self.n_agents = M
         self.obs_dim = 6 * K + N + 2
@@ -231,6 +235,30 @@ class MobileAP(MultiAgentEnv):
             "power": spaces.Box(0.0, 1.0, (K,)),
             "antenna": spaces.Box(0.0, 1.0, (N,)),
         }
+        if control == "move":  # the paper's "single PI architecture": mobility only
+            self.action_space = {"move": self.action_space["move"]}
+        # entity structure of the flat observation (the hyper permutation network's input,
+        # algorithms/hpn.py): row k of "entity" = the indices of UE k's features
+        # (g, ghat, dx, dy, rho / P_ap, SE / scale); "own" = the AP's coordinates and antenna
+        # weights; "position" = its coordinates (over side, period 1 under wrap-around)
+        ks = np.arange(K)
+        self.obs_layout = {
+            "entity": np.stack(
+                [ks, K + ks, 2 * K + 2 + 2 * ks, 2 * K + 3 + 2 * ks, 4 * K + 2 + ks,
+                 5 * K + 2 + N + ks],
+                axis=1,
+            ).astype(np.int32),
+            "own": np.concatenate([[2 * K, 2 * K + 1], 5 * K + 2 + np.arange(N)]).astype(
+                np.int32
+            ),
+            "position": np.array([2 * K, 2 * K + 1], np.int32),
+            "position_period": 1.0,
+        }
+        # how each action leaf transforms under a permutation of the UEs: "entity" leaves have
+        # one entry per UE (permutation equivariant), "invariant" leaves do not change
+        self.action_layout = {"move": "invariant", "power": "entity", "antenna": "invariant"}
+        if control == "move":
+            self.action_layout = {"move": "invariant"}
         self.global_state_space = spaces.Box(-np.inf, np.inf, (2 * M + 2 * K + M * K + K,))
         self.pilot = np.arange(K, dtype=np.int32)
         self.D = np.ones((M, K), bool)
@@ -255,6 +283,15 @@ class MobileAP(MultiAgentEnv):
         R = beta[..., None, None].astype(Rn.dtype) * Rn
         B, _ = estimation_statistics(R, self.pilot, self.p_pilot, self.tau_p)
         return gain_db, R, B
+
+    def fill_actions(self, gain_db, actions):
+        """``control = "move"``: the fixed powers of a mobility-only action, fractional power
+        (book eq. (7.47), exponent 0.5) of the gains ``gain_db[M, K]`` at the new positions and
+        ``q = 1``; a full action is returned unchanged."""
+        if "power" in actions:
+            return actions
+        fixed = self._static(fractional_downlink(10.0 ** (gain_db / 10.0), self.D, 1.0))
+        return {**fixed, "move": actions["move"]}
 
     def map_actions(self, B, actions):
         """Actions of all agents -> ``(rho[M, K] mW, q[M, N], v_power[M], v_antenna[M])``
@@ -325,6 +362,7 @@ class MobileAP(MultiAgentEnv):
             state.ap_pos, actions["move"], state.ue_pos, self.max_step, self.d_min, self.side
         )
         gain_db, R, B = self.channel(proj.pos, state.ue_pos)
+        actions = self.fill_actions(gain_db, actions)
         rho, q, v_power, v_antenna = self.map_actions(B, actions)
         se = self.se(R, B, rho, q)
         v_move = (proj.area_violation + proj.distance_violation) / self.max_step
@@ -373,6 +411,10 @@ class MobileAP(MultiAgentEnv):
             "antenna": jnp.ones((self.M, self.N), dt),
         }
 
+    def _own(self, actions):
+        """The keys of the action space only (``control = "move"``: the move)."""
+        return {k: actions[k] for k in self.action_space}
+
     def _equal_actions(self, state):
         dt = state.ap_pos.dtype
         return self._static(jnp.full((self.M, self.K), 1.0 / self.K, dt))
@@ -386,8 +428,8 @@ class MobileAP(MultiAgentEnv):
 
         def objective(x):  # differentiable slot reward (no projection of the move)
             pos = state.ap_pos + uav_displacement(x["move"], self.max_step)
-            _, R, B = self.channel(pos, state.ue_pos)
-            rho, q, v_power, v_antenna = self.map_actions(B, x)
+            gain_db, R, B = self.channel(pos, state.ue_pos)
+            rho, q, v_power, v_antenna = self.map_actions(B, self.fill_actions(gain_db, x))
             return jnp.sum(self.se(R, B, rho, q)) - jnp.sum(v_power + v_antenna)
 
         low = {"move": -1.0, "power": 0.0, "antenna": self.q_floor}
@@ -397,6 +439,8 @@ class MobileAP(MultiAgentEnv):
             self._fractional_actions(state),
             self._equal_actions(state),
         )
+        if self.control == "move":
+            inits, low, high = ({"move": d["move"]} for d in (inits, low, high))
 
         def run(x0):
             x, _, _ = optimize_powers(
@@ -413,15 +457,18 @@ class MobileAP(MultiAgentEnv):
     def heuristics(self) -> dict:
         """``static_fractional``, ``static_equal``, ``gradient_oracle`` (module docstring);
         ``policy(obs[..., M, obs_dim], state) -> actions`` (a dict, leaves ``[..., M, ...]``)."""
-        return {
-            "static_fractional": state_policy(self._fractional_actions),
+        out = {
+            "static_fractional": state_policy(lambda s: self._own(self._fractional_actions(s))),
             "static_equal": state_policy(self._equal_actions),
-            "gradient_oracle": state_policy(self._oracle_actions),
+            "gradient_oracle": state_policy(lambda s: self._own(self._oracle_actions(s))),
         }
+        if self.control == "move":  # equal power is not a mobility-only action
+            del out["static_equal"]
+        return out
 
     @property
     def default_heuristics(self) -> tuple:
-        return ("static_fractional", "static_equal", "gradient_oracle")
+        return tuple(self.heuristics())
 
 
 # Documented default configuration (``cfmimo_jax.envs.make("mobile_ap", config)``); every choice
@@ -445,6 +492,8 @@ DEFAULT_CONFIG = {
     "episode_steps": 20,  # T moves per episode (one drop), then truncated
     "opt_steps": 30,  # Adam steps of the gradient oracle per slot
     "opt_lr": 0.05,  # its learning rate
+    "control": "joint",  # joint: move + power + antenna actions | move: mobility only
+    # (equal power P_ap / K, q = 1: the paper's "single PI architecture", Figs. 5(a), 6)
     "obs_offset_db": -20.0,  # observed gains (gain_db - offset) / scale
     "obs_scale_db": 20.0,
     "obs_se_scale": 2.0,  # observed SE / scale
