@@ -158,6 +158,7 @@ class MobileAP(MultiAgentEnv):
 
     eval_metrics = ("sum_se", "min_se", "penalty", "power_frac", "move_m")
     progress_metrics = ("sum_se", "penalty")
+    sample_metrics = ("sum_se",)  # kept per evaluation drop and slot (CDFs)
 
     def __init__(
         self,
