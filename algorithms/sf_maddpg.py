@@ -56,6 +56,7 @@ permutation / communication actor).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -335,6 +336,41 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         flat = u.reshape(u.shape[:-2] + (self.n_agents * self.D,))
         return self.critic_ex.apply(critic_ex, jnp.concatenate([joint, flat], -1))[..., 0]
 
+    def dpg_loss(self, critic, actor, obs, act, joint):
+        """MADDPG's actor loss ``-mean_l Q_l(s, u_1..mu_l(O)..u_A)`` (+ ``action_reg``)
+        through the (mixed) critics: ``obs[B, A, F]``, ``act[B, A, D]``, ``joint[B, S]``."""
+        A, D = self.n_agents, self.D
+        z = self.policy_pre(actor, obs)
+        mu = jnp.tanh(z)
+        reg = self.config.action_reg * jnp.mean(z**2)
+        eye = jnp.eye(A, dtype=bool)[None, :, :, None]
+        mix = jnp.where(eye, mu[:, None], act[:, None])  # [B, i, A, D]
+        mix = mix.reshape(mix.shape[:2] + (A * D,))
+        return reg - jnp.mean(self.q_per_agent(critic, joint, mix))
+
+    def pg_loss(self, actor, eta, obs, act, joint, r_ex, v_terms):
+        """The policy-gradient term of eqs. (49)-(51): ``-pg_weight mean_l[log pi_l(u_l|O)
+        A_l]`` with ``A_l = r_m,l(eta) + v_terms_l`` (``v_terms = gamma V(s') - V(s)``,
+        constants) and ``log pi = -|u - mu(O)|^2 / 2``; ``r_ex[B, A]``."""
+        r_m = self.mixed_reward(eta, obs, act, joint, r_ex)[0]
+        mu = jnp.tanh(self.policy_pre(actor, obs))
+        logp = -0.5 * jnp.sum((act - mu) ** 2, -1)  # [B, A]
+        return -self.sf.pg_weight * jnp.mean(logp * (r_m + v_terms))
+
+    def meta_objective(self, actor, critic, critic_ex, eta, obs, act, joint, r_ex, v_terms):
+        """Eq. (53): the extrinsic value ``mean Q_g(s, mu_theta'(O))`` of the actors after one
+        plain gradient step ``theta' = theta - meta_step grad_theta L(theta, eta)`` on the
+        actor loss of step 4 (``dpg_loss + pg_loss``); a function of ``eta`` to ascend."""
+
+        def loss(ap):
+            return self.dpg_loss(critic, ap, obs, act, joint) + self.pg_loss(
+                ap, eta, obs, act, joint, r_ex, v_terms
+            )
+
+        g = jax.grad(loss)(actor)
+        theta1 = jax.tree.map(lambda t, d: t - self.sf.meta_step * d, actor, g)
+        return jnp.mean(self.q_ex(critic_ex, joint, self.policy_u(theta1, obs)))
+
     def learn(self, params, opt_state, batch, key, grad_step):
         c, sf = self.config, self.sf
         A, D = self.n_agents, self.D
@@ -383,28 +419,11 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
             v2 = self.q_values(critic, joint2, u2)
             v_terms = jax.lax.stop_gradient(c.gamma * not_term * v2 - v)
 
-        eye = jnp.eye(A, dtype=bool)[None, :, :, None]
-
-        def dpg_loss(ap, obs, act, jnt):
-            z = self.policy_pre(ap, obs)
-            mu = jnp.tanh(z)
-            reg = c.action_reg * jnp.mean(z**2)
-            mix = jnp.where(eye, mu[:, None], act[:, None])  # [B, i, A, D]
-            mix = mix.reshape(mix.shape[:2] + (A * D,))
-            return reg - jnp.mean(self.q_per_agent(critic, jnt, mix)), mu
-
-        def pg_loss(ap, eta_, obs, act, jnt, rex, vt):
-            rm = self.mixed_reward(eta_, obs, act, jnt, rex)[0]
-            adv = rm + vt  # A_l = r_m + gamma V(s') - V(s)  (eq. (50))
-            mu = jnp.tanh(self.policy_pre(ap, obs))
-            logp = -0.5 * jnp.sum((act - mu) ** 2, -1)  # [B, A]
-            return -sf.pg_weight * jnp.mean(logp * adv)
-
         # 4. actor step
         def actor_loss(ap):
-            l, _ = dpg_loss(ap, batch.obs, batch.action, joint)
+            l = self.dpg_loss(critic, ap, batch.obs, batch.action, joint)
             if credit and sf.pg_weight > 0:
-                l = l + pg_loss(ap, eta, batch.obs, batch.action, joint, r_ex, v_terms)
+                l = l + self.pg_loss(ap, eta, batch.obs, batch.action, joint, r_ex, v_terms)
             return l
 
         l_a, g_a = jax.value_and_grad(actor_loss)(params["actor"])
@@ -415,21 +434,10 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         if credit:
             n = sf.meta_batch
             sub = jax.tree.map(lambda x: x[:n], (batch.obs, batch.action, joint, r_ex, v_terms))
-            obs_s, act_s, jnt_s, rex_s, vt_s = sub
-            g_dpg = jax.lax.stop_gradient(
-                jax.grad(lambda ap: dpg_loss(ap, obs_s, act_s, jnt_s)[0])(params["actor"])
+            meta = functools.partial(
+                self.meta_objective, params["actor"], critic, new_params["critic_ex"]
             )
-
-            def meta_objective(eta_):
-                g_pg = jax.grad(pg_loss)(params["actor"], eta_, obs_s, act_s, jnt_s, rex_s,
-                                         vt_s)
-                theta1 = jax.tree.map(
-                    lambda t, a, b: t - sf.meta_step * (a + b), params["actor"], g_dpg, g_pg
-                )
-                mu1 = self.policy_u(theta1, obs_s)
-                return -jnp.mean(self.q_ex(new_params["critic_ex"], jnt_s, mu1))
-
-            l_meta, g_eta = jax.value_and_grad(meta_objective)(eta)
+            l_meta, g_eta = jax.value_and_grad(lambda e: -meta(e, *sub))(eta)
             upd, os_eta = self.opt_meta.update(g_eta, opt_state["eta"], eta)
             new_params["eta"] = optax.apply_updates(eta, upd)
             new_opt["eta"] = os_eta
