@@ -44,6 +44,19 @@ move, power``, ``2 + K + N`` entries per agent):
   ``P_an`` on some antennas: the static heuristics are scaled by about 1 % and carry a small
   penalty (mean 0.004-0.007 bit/s/Hz at the defaults, against a sum SE of about 13).
 
+``control = "move"`` (the paper's "single PI architecture", Figs. 5(a) and 6): the action is
+the move only (``{"move": Box(-1, 1, (2,))}``); every AP then transmits with fractional power
+(book eq. (7.47), exponent 0.5, of the gains at its new position) and ``q = 1``
+(``fill_actions``); the heuristics are ``static_fractional`` and the move-only
+``gradient_oracle``.
+
+Entity structure (read by the hyper permutation network of ``algorithms.hpn``):
+``obs_layout["entity"]`` (``[K, 6]`` indices into the observation: UE ``k``'s ``g, ghat, dx,
+dy, rho / P_ap, SE``), ``obs_layout["own"]`` (the AP's coordinates and antenna weights),
+``obs_layout["position"]`` (its coordinates, period 1); ``action_layout`` says which action
+leaves have one entry per UE (``power``: permutation equivariant) and which do not
+(``move``, ``antenna``: invariant to the UE order).
+
 Step (move, then transmit): the move is applied, the channel statistics recomputed at the new
 positions, the powers mapped there, and the reward is the SE of that slot.
 Reward of agent ``m``: ``sum_k SE_k - penalty_m`` with ``penalty_m = penalty_move v_move_m +
