@@ -160,10 +160,34 @@ def test_bad_config():
         ({"carrier_ghz": 3.5}, "carrier_ghz"),
         ({"tau_c": 2}, "tau_c"),
         ({"obs_scale_db": 0.0}, "obs_scale_db"),
+        ({"control": "power"}, "control"),
     ]:
         with pytest.raises(ValueError, match=key):
             mobile_ap.make({**CONFIG, **cfg})
     assert "mobile_ap" in envs.names()
+
+
+def test_move_only_control_uses_fractional_power(env_params):
+    """control=move: the action is the move alone and the APs transmit fractional power
+    (book eq. (7.47)) of the gains at their new positions, q = 1: a zero move scores what
+    static_fractional scores, and a move changes the powers with the gains."""
+    env_j, p = env_params
+    env, _ = envs.make("mobile_ap", {**CONFIG, "control": "move"})
+    assert set(env.action_space) == {"move"} and set(env.heuristics()) == {
+        "static_fractional", "gradient_oracle"}
+    obs, st = env.reset(jax.random.PRNGKey(0), p)
+    zero = {"move": jnp.zeros((env.M, 2))}
+    _, r, _ = env.transition(st, zero, p)
+    full = env_j._fractional_actions(st)
+    _, r_full, _ = env_j.transition(st, full, p)
+    np.testing.assert_allclose(np.asarray(r), np.asarray(r_full), rtol=1e-5)
+    move = {"move": jnp.ones((env.M, 2)) * 0.8}
+    st2, _, _ = env.transition(st, move, p)
+    gain = 10.0 ** (np.asarray(st2.gain_db, np.float64) / 10.0)
+    want = np.sqrt(gain) / np.sqrt(gain).sum(1, keepdims=True)  # exponent 0.5, sum = 1
+    peak = np.asarray(st2.rho) / env.p_ap
+    np.testing.assert_allclose(peak / peak.sum(1, keepdims=True), want, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(st2.q), 1.0)
 
 
 def test_tiny_maddpg(env_params):
