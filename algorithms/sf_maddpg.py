@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -208,7 +209,7 @@ class EntityActor(nnx.Module):
             kind = "invariant"
             if self.input == "hpn" and kinds is not None and keys is not None:
                 kind = kinds.get(keys[i], "invariant")
-            n = int(jnp.prod(jnp.array(s.shape)))
+            n = math.prod(s.shape)
             if kind == "entity":
                 if tuple(s.shape) != (layout["entity"].shape[0],):
                     raise ValueError(
