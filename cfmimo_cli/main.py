@@ -6,7 +6,8 @@ Subcommands:
   train      multi-agent RL training of any registered algorithm on any registered scenario
   reproduce  reproduce a comparison and its figures (``aps-gnn``: the APS-GNN paper;
              ``power-control``: the power-control testbed against its optimiser;
-             ``ap-cooperation``: [AP-COOP]'s double DQN; ``xl-uplink``: [XL-FUZZY]'s methods)
+             ``ap-cooperation``: [AP-COOP]'s double DQN; ``xl-uplink``: [XL-FUZZY]'s methods;
+             ``mobile-ap``: [MOBILE-AP]'s SF-MADDPG, its ablations and MDGNN)
   bench      kernel benchmarks: runs ``bench/bench_kernels.py`` with the given arguments
 """
 
@@ -105,7 +106,7 @@ def _train(ns: argparse.Namespace) -> int:
 def _reproduce(ns: argparse.Namespace) -> int:
     from .reproduce import PAPERS, reproduce, validate_reproduce
 
-    papers = PAPERS + ("power-control", "ap-cooperation", "xl-uplink")
+    papers = PAPERS + ("power-control", "ap-cooperation", "xl-uplink", "mobile-ap")
     if ns.paper not in papers:
         raise ConfigError(f"paper must be one of {papers}, got {ns.paper!r}")
     config_path, overrides = _split_evaluate_args(ns.items)
@@ -121,6 +122,12 @@ def _reproduce(ns: argparse.Namespace) -> int:
         config = load_config(config_path, overrides, command="reproduce_xl_uplink")
         reproduce_xl.validate(config)
         run = reproduce_xl.reproduce
+    elif ns.paper == "mobile-ap":
+        from . import reproduce_mobile
+
+        config = load_config(config_path, overrides, command="reproduce_mobile_ap")
+        reproduce_mobile.validate(config)
+        run = reproduce_mobile.reproduce
     elif ns.paper == "power-control":
         from . import reproduce_power
 
@@ -217,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help=(
             "reproduce a comparison table and figures "
-            "(aps-gnn | power-control | ap-cooperation | xl-uplink)"
+            "(aps-gnn | power-control | ap-cooperation | xl-uplink | mobile-ap)"
         ),
         description=(
             "Train and evaluate every method of a paper's comparison over scenarios and seeds, "
@@ -226,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     rp.add_argument(
-        "paper", metavar="PAPER", help="aps-gnn | power-control | ap-cooperation | xl-uplink"
+        "paper",
+        metavar="PAPER",
+        help="aps-gnn | power-control | ap-cooperation | xl-uplink | mobile-ap",
     )
     rp.add_argument("items", nargs="*", metavar="[CONFIG] [key=value ...]")
     rp.add_argument("--out", default=None, metavar="DIR", help="output folder")
