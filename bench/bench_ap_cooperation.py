@@ -482,7 +482,7 @@ def env_points(env, params, setups, sizes, clock, res, quick):
         prev_j = [r for r in res["jax_env"] if "steps_per_s" in r]
         prev_n = [r for r in res["numpy_env"] if "steps_per_s" in r]
         repeats = 3 if n <= 4 else 2 if n <= 16 else 1
-        warmup = 1 if n <= 16 else 0
+        warmup = 1 if n <= 4 else 0
         compile_guess = max([r["compile_s"] for r in res["jax_env"]] or [30.0])
         pj = (
             compile_guess + (warmup + repeats) * n * T * prev_j[-1]["per_env_step_s"] + n * 0.15
@@ -594,9 +594,7 @@ def time_torch_train(env, params, setups, n_envs, threads, timed_blocks, block=1
     }
 
 
-def train_points(env, params, setups, sizes, clock, res, quick):
-    cores = os.cpu_count()
-    threads = sorted({1, cores})
+def train_points(env, params, setups, sizes, clock, res, quick, threads=(1,)):
     for n in sizes:
         prev = [r for r in res["jax_env"] if "per_env_step_s" in r]
         per = prev[-1]["per_env_step_s"] if prev else 0.1
@@ -912,6 +910,12 @@ def main(argv=None):
     ap.add_argument("--train-sizes", default=None, help="comma list of n_envs for (b)")
     ap.add_argument("--budget-s", type=float, default=560.0, help="whole-run time budget")
     ap.add_argument("--max-point-s", type=float, default=200.0, help="largest predicted point")
+    ap.add_argument(
+        "--torch-threads",
+        default="1",
+        help="comma list of torch.set_num_threads values (default 1: on this shared 2-core "
+        "machine 2 threads ran 20x slower, each op waiting for a descheduled thread)",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     out = args.out or (
@@ -944,6 +948,7 @@ def main(argv=None):
         metric_samples=env.metric_samples,
         sizes=sizes,
         train_sizes=tsizes,
+        torch_threads=args.torch_threads,
         trainer=TRAINER,
         pool=POOL,
         budget_s=args.budget_s,
@@ -971,12 +976,15 @@ def main(argv=None):
     if has_torch:
         res["net_parity"] = net_parity(env, params, setups)
         print("net parity", res["net_parity"], flush=True)
+    threads = tuple(int(x) for x in args.torch_threads.split(","))
     env_points(env, params, setups, [n for n in sizes if n <= EARLY], clock, res, quick)
     if has_torch:
-        train_points(env, params, setups, tsizes, clock, res, quick)
+        train_points(env, params, setups, tsizes[:1], clock, res, quick, threads)
     if clock.left() > 60:
-        res["kernel_split"] = kernel_split(env, params, setups, n_envs=4 if quick else 16)
+        res["kernel_split"] = kernel_split(env, params, setups, n_envs=4)
         print("split", res["kernel_split"], flush=True)
+    if has_torch:
+        train_points(env, params, setups, tsizes[1:], clock, res, quick, threads)
     if clock.left() > 60:
         res["central_rates"] = central_rates(
             env, params, setup["rates_drops"], setup["rates_steps"]
