@@ -66,8 +66,9 @@ Outputs:
 The grid (empty by default) is a list of figures, each with a ``name`` (for the folders and
 ``sum_se_vs_<name>.png``), the size ``x`` (one env key), its ``points`` (env overrides, each
 setting ``x``; the other keys complete the figure's setting) and optionally ``archs`` and
-``methods`` (default: the sweep's). A reduced grid for a CPU (in a YAML file,
-``cfmimo reproduce mobile-ap grid.yaml``, or as one ``grid=[...]`` override)::
+``methods`` (default: the sweep's). A reduced grid for a CPU (in a YAML file, e.g. with
+``cfmimo reproduce mobile-ap grid.yaml "methods=[maddpg, sf_maddpg]" "seeds=[0]"``: 4 + 12
+runs; or as one ``grid=[...]`` override)::
 
     grid:
       - name: M                   # Fig. 10 (Fig. 9: archs [move]); the paper's K = 8
@@ -78,10 +79,12 @@ setting ``x``; the other keys complete the figure's setting) and optionally ``ar
       - name: N                   # Fig. 11; the paper's M = 16, K = 9
         x: n_antennas
         archs: [joint]
+        methods: [maddpg, sf_maddpg]
         points: [{n_antennas: 2, n_aps: 4, n_ues: 4}, {n_antennas: 8, n_aps: 4, n_ues: 4}]
       - name: K                   # Fig. 12; the paper's M = 25
         x: n_ues
         archs: [joint]
+        methods: [maddpg, sf_maddpg]
         points: [{n_ues: 2, n_aps: 9}, {n_ues: 6, n_aps: 9}]
 
 The paper fixes K = 8 against M (Figs. 9-10, N = 8), M = 16 and K = 9 against N (Fig. 11),

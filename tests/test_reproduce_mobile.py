@@ -132,6 +132,25 @@ def test_run_config_and_validation():
             rm.validate(dict(cfg, **bad))
 
 
+def test_docstring_grid_example(tmp_path):
+    """The reduced grid of the module docstring is a valid configuration: 2 + 2 x 2 x 3 points
+    x methods with the documented overrides."""
+    doc = rm.__doc__
+    i = doc.index("    grid:\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text(doc[i : doc.index("\n\n", i)])
+    cfg = load_config(path, ["methods=[maddpg, sf_maddpg]", "seeds=[0]"], "reproduce_mobile_ap")
+    rm.validate(cfg)
+    runs = rm.sweep_runs(cfg)
+    assert len(runs) == 16
+    assert [s["name"] for s in cfg["grid"]] == ["M", "N", "K"]
+    assert ("K", 1, "joint", "sf_maddpg", 0) in [k for k, _, _ in runs]
+    rel = {k: r for k, r, _ in runs}
+    assert rel[("N", 0, "joint", "maddpg", 0)] == "grid/N/n_antennas_2/joint/maddpg/seed0"
+    cfg_n = {k: c for k, _, c in runs}[("N", 1, "joint", "maddpg", 0)]
+    assert cfg_n["env"]["n_antennas"] == 8 and cfg_n["env"]["n_aps"] == 4
+
+
 def test_updates_to_fraction_hand_cases():
     # window 1: the first update at 95 % of the rise 0 -> 10
     assert rm.updates_to_fraction([0, 0, 10, 10, 10], 0.95, 1) == 3
