@@ -160,6 +160,11 @@ At the defaults (8 drops, 3 steps each, mean; the paper's Figs. 4-5 in brackets)
 139.6 bit/s/Hz, 9.80 dB (122.0, 8.48 dB); full 187.6 bit/s/Hz, 13.82 dB, 92.6 links,
 280.8 requests, reward 0.153 (133.7, 9.43 dB, "500 links"); threshold 164.8 bit/s/Hz,
 11.90 dB, 26.3 links, cooperation rate 0.44, reward 0.100.
+The centralized references, on other drops (8 x 3 steps through
+``algorithms.evaluation.evaluate_policies``, key 0, where none gives 140.9 and full 187.5
+bit/s/Hz): ``central_przf`` 198.2 bit/s/Hz, 14.62 dB; ``central_pmmse`` 199.3 bit/s/Hz,
+14.71 dB, 6 % above full cooperation within the neighbour tables. Per network and step they
+cost about a tenth of the cluster RZF (``bench/RESULTS_ap_cooperation.md``).
 
 Values the paper leaves out, chosen here: ``delta = 0.01`` (-20 dB; with the cap of 5, 75 % of
 the UEs get 5 APs, 4.4 on average, 1.8 UEs per AP, 16 % of the APs serve none), book section
