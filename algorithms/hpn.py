@@ -28,16 +28,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .layers import MLP
 
 
 class HyperEntityEmbedding(nnx.Module):
     """``A_p`` of eq. (40): ``e[..., K, f_r]``, ``own[..., f_o]`` -> ``p[..., d]`` (ReLU).
 
-    Per head ``h``: ``W_k^h = M_in^h(e_k)`` (``[f_r, d / n_heads]``, a ``hyper_hidden``-wide
-    ReLU MLP of ``e_k``), ``p^h = sum_k valid_k (W_k^h)^T e_k``; then
+    The hypernetwork ``M_in`` (one ReLU layer of ``hyper_hidden`` units, then a linear layer)
+    generates per head ``h`` the embedding matrix of each entity,
+    ``W_k^h = reshape(relu(U e_k + c) V^h + v^h)`` (``[f_r, d / n_heads]``), and
+    ``p^h = sum_k valid_k (W_k^h)^T e_k``; then
     ``p = relu(W_merge [p^1; ...; p^H] + W_own x_own + b)``. Invariant to permutations of the
-    ``K`` rows (with their mask).
+    ``K`` rows (with their mask). Computed without materialising the ``W_k``:
+    ``p^h_c = sum_{j,f} (sum_k e_kf g_kj) V^h[j, f, c] + sum_f (sum_k e_kf) v^h[f, c]`` with
+    ``g_k = relu(U e_k + c)`` (the same sum, reordered; about 4x faster on a CPU).
     """
 
     def __init__(
@@ -57,24 +60,31 @@ class HyperEntityEmbedding(nnx.Module):
         self.d = int(d)
         self.n_heads = int(n_heads)
         self.dh = self.d // self.n_heads
+        self.hidden = int(hyper_hidden)
+        self.hyper_in = nnx.Linear(self.f_r, self.hidden, rngs=rngs)
         # the generated matrices start at the scale of a LeCun-initialised [f_r, dh] layer
-        self.hyper = MLP(
-            self.f_r,
-            [hyper_hidden],
+        self.hyper_out = nnx.Linear(
+            self.hidden,
             self.n_heads * self.f_r * self.dh,
-            out_scale=1.0 / self.f_r**0.5,
+            kernel_init=nnx.initializers.variance_scaling(
+                1.0 / self.f_r, "fan_in", "truncated_normal"
+            ),
             rngs=rngs,
         )
         self.merge = nnx.Linear(self.d, self.d, rngs=rngs)
         self.own = nnx.Linear(self.f_o, self.d, rngs=rngs) if self.f_o else None
 
     def __call__(self, e, own=None, entity_mask=None):
-        lead = e.shape[:-1]  # [..., K]
-        w = self.hyper(e).reshape(lead + (self.n_heads, self.f_r, self.dh))
+        g = jax.nn.relu(self.hyper_in(e))  # [..., K, J]
         if entity_mask is not None:
             e = jnp.where(entity_mask[..., None], e, 0.0)
-        p = jnp.einsum("...kf,...khfd->...hd", e, w)  # the sum over entities (PI)
-        p = self.merge(p.reshape(p.shape[:-2] + (self.d,)))
+        H, f, c, J = self.n_heads, self.f_r, self.dh, self.hidden
+        V = self.hyper_out.kernel[...].reshape(J, H, f, c)
+        v = self.hyper_out.bias[...].reshape(H, f, c)
+        eg = jnp.einsum("...kf,...kj->...jf", e, g)  # sum over entities (PI)
+        p = eg.reshape(eg.shape[:-2] + (J * f,)) @ jnp.moveaxis(V, 1, 2).reshape(J * f, H * c)
+        p = p + jnp.sum(e, axis=-2) @ jnp.moveaxis(v, 0, 1).reshape(f, H * c)
+        p = self.merge(p)  # [p^1; ...; p^H] merged
         if self.own is not None:
             p = p + self.own(own)
         return jax.nn.relu(p)
@@ -83,10 +93,11 @@ class HyperEntityEmbedding(nnx.Module):
 class HyperEquivariantHead(nnx.Module):
     """``D_p`` of eq. (41): ``e[..., K, f_r]``, ``b[..., d_b]`` -> ``y[..., K]``.
 
-    ``z = W_z b`` (``[d_z]``); per head ``h`` the hypernetwork ``M_out^h(e_k)`` generates the
-    output weights ``w_k^h[d_z]`` and bias ``c_k^h`` of entity ``k``;
-    ``y_k = mean_h (w_k^h . z + c_k^h)``. Equivariant: permuting the rows of ``e`` permutes
-    ``y`` the same way.
+    ``z = W_z b`` (``[d_z]``, extended with a 1 for the bias); per head ``h`` the hypernetwork
+    ``M_out^h(e_k) = relu(U e_k + c) V^h + v^h`` generates the output weights ``w_k^h[d_z + 1]``
+    of entity ``k``; ``y_k = mean_h w_k^h . [z; 1]``. Equivariant: permuting the rows of ``e``
+    permutes ``y`` the same way. Computed as ``y_k = mean_h (g_k . (V^h [z; 1]) + v^h . [z; 1])``
+    (the same sum, reordered).
     """
 
     def __init__(
@@ -102,20 +113,27 @@ class HyperEquivariantHead(nnx.Module):
     ):
         self.n_heads = int(n_heads)
         self.d_z = int(d_z)
+        self.hidden = int(hyper_hidden)
         self.z = nnx.Linear(int(in_features), self.d_z, rngs=rngs)
-        self.hyper = MLP(
-            int(entity_features),
-            [hyper_hidden],
+        self.hyper_in = nnx.Linear(int(entity_features), self.hidden, rngs=rngs)
+        self.hyper_out = nnx.Linear(
+            self.hidden,
             self.n_heads * (self.d_z + 1),
-            out_scale=out_scale / self.d_z**0.5,
+            kernel_init=nnx.initializers.variance_scaling(
+                out_scale**2 / self.d_z, "fan_in", "truncated_normal"
+            ),
             rngs=rngs,
         )
 
     def __call__(self, e, b):
-        z = self.z(b)  # [..., d_z]
-        w = self.hyper(e).reshape(e.shape[:-1] + (self.n_heads, self.d_z + 1))
-        y = jnp.einsum("...khd,...d->...kh", w[..., : self.d_z], z) + w[..., self.d_z]
-        return jnp.mean(y, axis=-1)
+        z = self.z(b)
+        z1 = jnp.concatenate([z, jnp.ones(z.shape[:-1] + (1,), z.dtype)], -1)  # [..., d_z + 1]
+        g = jax.nn.relu(self.hyper_in(e))  # [..., K, J]
+        V = self.hyper_out.kernel[...].reshape(self.hidden, self.n_heads, self.d_z + 1)
+        v = self.hyper_out.bias[...].reshape(self.n_heads, self.d_z + 1)
+        u = jnp.einsum("...d,jhd->...j", z1, V) / self.n_heads  # mean over heads
+        c = jnp.einsum("...d,hd->...", z1, v) / self.n_heads
+        return jnp.einsum("...kj,...j->...k", g, u) + c[..., None]
 
 
 def split_entities(obs, layout):

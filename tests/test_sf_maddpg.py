@@ -129,8 +129,8 @@ def test_entity_embedding_matches_numpy_eq40():
         return x @ np.asarray(layer.kernel[...], np.float64) + np.asarray(layer.bias[...])
 
     e64 = e.astype(np.float64)
-    hid = np.maximum(lin(mod.hyper.layers[0], e64), 0.0)
-    W = lin(mod.hyper.layers[1], hid).reshape(6, K, H, f_r, d // H)  # M_in(e_k) per head
+    hid = np.maximum(lin(mod.hyper_in, e64), 0.0)
+    W = lin(mod.hyper_out, hid).reshape(6, K, H, f_r, d // H)  # M_in(e_k) per head
     p = np.zeros((6, H, d // H))
     for k in range(K):  # eq. (40): sum_k W_k^T e_k
         for h in range(H):
