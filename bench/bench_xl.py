@@ -1,0 +1,1151 @@
+#!/usr/bin/env python
+"""Benchmark: one drop of the cell-free XL-MIMO uplink of [XL-FUZZY], JAX vs NumPy, and the
+training time per 2000 episodes next to the paper's Table I.
+
+Usage (from the repository root)::
+
+    python bench/bench_xl.py [--quick] [--out bench/RESULTS_xl.md]
+
+The paper's network ([XL-FUZZY] section V, ``cfmimo reproduce xl-uplink``'s canonical
+configuration): ``M = 9`` BSs of ``9 x 9`` patches, ``K = 6`` UEs of ``3 x 3``, spacing
+``lambda / 3``, the scenario's 8 channel realizations per step.
+
+(a) Channel generation per drop: the large-scale fading of a new drop
+    (``cfmimo_jax.nearfield.drop_large_scale``: positions, wrap-around distances, path loss,
+    correlated shadowing) and 8 realizations ``G[8, M, K, N_r, N_s]`` of the Fourier plane-wave
+    series (``nearfield.sample_channels``, [XL-FUZZY] eqs. (1)-(4)).
+(b) SE evaluation per drop: ``cfmimo_jax.se.uplink_se_log_det`` ([XL-FUZZY] eq. (8)) with MR and
+    L-MMSE combining on those realizations.
+
+    JAX: ``jax.jit(jax.vmap(f))`` over a batch of ``B`` drops, float32/complex64 (the precision
+    the trainers run in), ahead-of-time compiled (compile time reported apart), per drop =
+    call time / ``B``; ``B = 1`` is timed as ``n_drops`` calls in a row. NumPy:
+    ``bench/numpy_xl.py`` (vectorised over realizations, BSs and UEs), one drop after another
+    in a Python loop, complex128 (the reference) and complex64. Each repeat times every JAX
+    batch size and then the NumPy loop back to back (a *pair*: the same load from other jobs);
+    per-drop times are medians over repeats and ratios the median of the paired ratios.
+(c) Training time per 2000 episodes of ``fl_ctce``, ``fl_ctde`` and ``maddpg`` with L-MMSE and
+    MR combining, with the canonical budget's hyper-parameters (16 environments, 5 vectorised
+    steps per update, one gradient step of batch 128 per vectorised step, one-step episodes),
+    in the steady state: ``jax.jit(trainer.update).lower(state).compile()`` timed apart, one
+    warm-up call, then timed calls of one update (80 episodes) each, ``block_until_ready``;
+    per 2000 episodes = median call time x 2000 / 80. Two settings differ from the canonical
+    run, neither changing the per-episode work: one update per call (the canonical chunk is 25
+    updates = 2000 episodes), and ``learning_starts = 80`` (the first call's transitions), so
+    every timed step learns after one warm-up call. Next to the paper's Table I (1.124 / 1.056
+    / 1.182 s with L-MMSE, 0.382 / 0.347 / 0.411 s with MR for FL-CTCE / FL-CTDE / MADDPG):
+    theirs is PyTorch on a GTX 3060 GPU, ours JAX on this CPU; no PyTorch reference is run.
+
+Checked in the same run: the JAX SE (float32) equals the NumPy SE (complex128) on the same
+channel realizations (asserted ``|diff| <= 0.02 + 2e-3 SE`` bit/s/Hz); both channel generators'
+spatial correlation equals the closed form ``nearfield.correlation_matrices`` within Monte-Carlo
+error, and their large-scale fading has the same mean and spread. Where the time goes: the
+dominant operations of each implementation timed alone (the normal draw, the steering-vector
+sums, the L-MMSE solve), so a missed target names its bound.
+
+NumPy's OpenBLAS: the script re-executes itself once without ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE`` (which pin an older kernel set), as ``bench/bench_kernels.py`` does;
+``--keep-blas-env`` keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+_BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_REEXEC_MARK = "CFMIMO_BENCH_REMOVED_ENV"
+
+
+def _reexec_without_blas_overrides():
+    """Re-exec once without the OpenBLAS overrides (they are read when numpy is loaded)."""
+    if "--keep-blas-env" in sys.argv or _REEXEC_MARK in os.environ:
+        return
+    removed = [v for v in _BLAS_OVERRIDES if v in os.environ]
+    env = {k: v for k, v in os.environ.items() if k not in _BLAS_OVERRIDES}
+    env[_REEXEC_MARK] = ",".join(f"{v}={os.environ[v]}" for v in removed) or "-"
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
+if __name__ == "__main__":
+    _reexec_without_blas_overrides()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench import numpy_xl as nx  # noqa: E402
+from bench.bench_envs import _cpu_model, _git, _mem_available  # noqa: E402
+from bench.bench_kernels import _openblas_info  # noqa: E402
+
+COMBINERS = ("l_mmse", "mr")
+METHODS = ("fl_ctce", "fl_ctde", "maddpg")
+LABEL = {"l_mmse": "L-MMSE", "mr": "MR"}
+EPISODES_PER_TABLE = 2000
+TARGET = 10.0
+DIRECT_SE = "SE L-MMSE, solve='direct' (whole SE)"
+# SE parity tolerance (bit/s/Hz): JAX float32 vs NumPy complex128 on the same realizations
+SE_ATOL, SE_RTOL = 0.02, 2e-3
+CODE_FILES = (
+    "cfmimo_jax/nearfield.py",
+    "cfmimo_jax/se.py",
+    "cfmimo_jax/linalg.py",
+    "cfmimo_jax/envs/xl_uplink.py",
+    "algorithms",
+    "bench/numpy_xl.py",
+    "bench/bench_xl.py",
+)
+
+
+# ---- set-up ---------------------------------------------------------------------------------
+
+
+def canonical():
+    """``cfmimo reproduce xl-uplink``'s embedded configuration (env overrides, budgets) and the
+    paper's Table I (``cfmimo_cli.reproduce_xl.PAPER_TIME_S``)."""
+    from cfmimo_cli.config import load_default
+    from cfmimo_cli.reproduce_xl import PAPER_TIME_S
+
+    cfg = load_default("reproduce_xl_uplink")
+    return cfg["env"], cfg["budget"], PAPER_TIME_S
+
+
+def make_env(env_cfg, combiner):
+    from cfmimo_jax import envs
+
+    return envs.make("xl_uplink", {**env_cfg, "combiner": combiner})
+
+
+def machine_info():
+    import jax
+
+    removed = os.environ.get(_REEXEC_MARK, "")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
+        "blas": _openblas_info(),
+        "blas_env_removed": "" if removed in ("", "-") else removed,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": _git("status", "--porcelain", "--", *CODE_FILES) or "",
+        "mem_gib": (_mem_available() or 0) / 2**30,
+    }
+
+
+def _uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _openblas():
+    """``(set_num_threads, get_num_threads)`` of the OpenBLAS NumPy loaded, or ``None``."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pre, suf in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
+            try:
+                return getattr(lib, f"{pre}set_num_threads{suf}"), getattr(
+                    lib, f"{pre}get_num_threads{suf}"
+                )
+            except AttributeError:
+                continue
+    return None
+
+
+_BLAS = None
+
+
+def blas_threads(n=None):
+    """Set NumPy's OpenBLAS thread count to ``n`` (if given and settable); return the count
+    in use (``None`` when it cannot be read)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = _openblas() or False
+    if not _BLAS:
+        return None
+    if n is not None:
+        _BLAS[0](int(n))
+    return int(_BLAS[1]())
+
+
+# ---- JAX functions --------------------------------------------------------------------------
+
+
+def jax_drop_channels(env, n_real):
+    """``key -> G[n_real, M, K, N_r, N_s]``: a new drop's large-scale fading and its
+    realizations (``env.drop`` + ``nearfield.sample_channels``), complex64."""
+    import jax
+
+    from cfmimo_jax.nearfield import sample_channels
+
+    def fn(key):
+        k_drop, k_ch = jax.random.split(key)
+        return sample_channels(k_ch, env.model, env.drop(k_drop).beta, n_real)
+
+    return fn
+
+
+def jax_se(combiner, solve="auto"):
+    """``(G, p) -> SE[K]`` (``se.uplink_se_log_det``, the scenario's estimator)."""
+    from cfmimo_jax.se import uplink_se_log_det
+
+    return lambda G, p: uplink_se_log_det(G, p, combiner, solve=solve)
+
+
+def aot(fn, *args):
+    """``(compiled, compile_s)`` of ``jax.jit(fn)`` on ``args`` (ahead of time)."""
+    import jax
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def time_calls(compiled, args, calls):
+    """Seconds of ``calls`` calls in a row, each to ``block_until_ready``."""
+    import jax
+
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        jax.block_until_ready(compiled(*args))
+    return time.perf_counter() - t0
+
+
+# ---- NumPy loops ----------------------------------------------------------------------------
+
+
+def numpy_drop_channels(rng, bases, env, n_real, dtype):
+    """One drop in NumPy: ``drop_large_scale`` + ``sample_channels``."""
+    beta, _ = nx.drop_large_scale(
+        rng,
+        env.M,
+        env.K,
+        bs_layout=env.bs_layout,
+        side=env.side_m,
+        height=env.height_m,
+        shadow_std_db=env.shadow_std_db,
+        decorrelation_m=env.shadow_decorrelation_m,
+    )
+    return nx.sample_channels(rng, *bases[np.dtype(dtype).name], beta, n_real)
+
+
+def numpy_bases(env, env_cfg):
+    """``{"complex128": (B_r, B_s), "complex64": ...}`` of ``numpy_xl.plane_wave_bases`` for the
+    scenario's arrays; checked against the JAX model's ``a diag(sqrt(var))`` (same lattice)."""
+    m = env.model
+    b128 = nx.plane_wave_bases(
+        m.bs_array,
+        m.ue_array,
+        m.spacing_r,
+        m.spacing_s,
+        lattice=m.lattice,
+        prune_tol=env_cfg.get("prune_tol", 1e-6),
+    )
+    for b, a, var in ((b128[0], m.a_r, m.var_r), (b128[1], m.a_s, m.var_s)):
+        want = np.asarray(a, np.complex128) * np.sqrt(np.asarray(var, np.float64))[None, :]
+        if b.shape != want.shape or not np.allclose(b, want, atol=1e-6):
+            raise AssertionError("NumPy plane-wave bases differ from the JAX model's")
+    return {"complex128": b128, "complex64": tuple(b.astype(np.complex64) for b in b128)}
+
+
+def random_powers(rng, env, n):
+    """``[n, K]`` per-antenna powers uniform in dB over the action range (mW)."""
+    lo = -(env.db_range or 30.0)
+    return env.p_ant_max * 10.0 ** (rng.uniform(lo, 0.0, (n, env.K)) / 10.0)
+
+
+# ---- (a), (b): paired timing ----------------------------------------------------------------
+
+
+def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
+    """Per-drop seconds of the channel generation and the SE (MR, L-MMSE), JAX at each batch
+    size and NumPy (complex128, complex64), in paired repeats (module docstring)."""
+    import jax
+    import jax.numpy as jnp
+
+    env, _ = make_env(env_cfg, "mr")
+    n_real = env.n_realizations
+    bases = numpy_bases(env, env_cfg)
+    rng = np.random.default_rng(seed)
+    ops = ("channels", "se_mr", "se_l_mmse")
+    compiled, compile_s, args = {}, {}, {}
+    chan = jax_drop_channels(env, n_real)
+    for B in batches:
+        keys = jax.random.split(jax.random.PRNGKey(seed + B), B)
+        c, t = aot(jax.vmap(chan), keys)
+        compiled[("channels", B)], compile_s[("channels", B)] = c, t
+        args[("channels", B)] = (keys,)
+        G = jax.block_until_ready(c(keys))
+        p = jnp.asarray(random_powers(rng, env, B), jnp.float32)
+        for comb in ("mr", "l_mmse"):
+            c, t = aot(jax.vmap(jax_se(comb)), G, p)
+            compiled[(f"se_{comb}", B)], compile_s[(f"se_{comb}", B)] = c, t
+            args[(f"se_{comb}", B)] = (G, p)
+        print(
+            f"compiled B={B}: " + ", ".join(f"{op} {compile_s[(op, B)]:.1f} s" for op in ops),
+            flush=True,
+        )
+    # NumPy inputs of the SE loop: n_drops drops drawn by the NumPy generator
+    np_G = {
+        dt: [numpy_drop_channels(rng, bases, env, n_real, dt) for _ in range(n_drops)]
+        for dt in ("complex128", "complex64")
+    }
+    np_p = random_powers(rng, env, n_drops)
+    cores = os.cpu_count() or 1
+    n_multi = min(2, n_drops)  # drops of the all-cores NumPy probe (see NUMPY_SETTINGS)
+
+    def numpy_loop(op, dt_name, count):
+        t0 = time.perf_counter()
+        if op == "channels":
+            for _ in range(count):
+                numpy_drop_channels(rng, bases, env, n_real, dt_name)
+        else:
+            for G, p in zip(np_G[dt_name][:count], np_p[:count], strict=True):
+                nx.uplink_se_log_det(G, p, op[3:])
+        return (time.perf_counter() - t0) / count
+
+    for comb in ("mr", "l_mmse"):  # warm-up (first-call costs)
+        nx.uplink_se_log_det(np_G["complex128"][0], np_p[0], comb)
+    settings = ("complex128, 1 thread", "complex64, 1 thread", f"complex128, {cores} threads")
+    runs = {
+        op: {"jax": {B: [] for B in batches}, "numpy": {k: [] for k in settings}, "load1": []}
+        for op in ops
+    }
+    for r in range(repeats):
+        for op in ops:
+            for B in batches:
+                calls = n_drops if B == 1 else 1
+                dt = time_calls(compiled[(op, B)], args[(op, B)], calls)
+                runs[op]["jax"][B].append(dt / (calls * B))
+            blas_threads(1)
+            runs[op]["numpy"][settings[0]].append(numpy_loop(op, "complex128", n_drops))
+            runs[op]["numpy"][settings[1]].append(numpy_loop(op, "complex64", n_drops))
+            if cores > 1 and blas_threads(cores) == cores:
+                runs[op]["numpy"][settings[2]].append(numpy_loop(op, "complex128", n_multi))
+            blas_threads(1)
+            runs[op]["load1"].append(os.getloadavg()[0])
+        print(
+            f"repeat {r}: "
+            + "; ".join(
+                f"{op} JAX "
+                + "/".join(f"{1e3 * runs[op]['jax'][B][-1]:.2f}" for B in batches)
+                + " ms, NumPy "
+                + "/".join(f"{1e3 * v[-1]:.2f}" for v in runs[op]["numpy"].values() if v)
+                + " ms"
+                for op in ops
+            ),
+            flush=True,
+        )
+    blas_threads(cores)
+    out = {}
+    for op in ops:
+        R = runs[op]
+        num = {k: v for k, v in R["numpy"].items() if v}
+        multi = num.get(settings[2])
+        # the reference of each repeat: NumPy complex128 at its faster thread setting
+        ref = (
+            [min(a, b) for a, b in zip(num[settings[0]], multi, strict=True)]
+            if multi
+            else (num[settings[0]])
+        )
+        c64 = num[settings[1]]
+        o = {
+            "jax_per_drop_s": {str(B): statistics.median(R["jax"][B]) for B in batches},
+            "jax_runs_s": {str(B): R["jax"][B] for B in batches},
+            "jax_compile_s": {str(B): compile_s[(op, B)] for B in batches},
+            "numpy_per_drop_s": {k: statistics.median(v) for k, v in num.items()},
+            "numpy_runs_s": num,
+            "numpy_ref_runs_s": ref,
+            "numpy_ref_per_drop_s": statistics.median(ref),
+            "numpy_c64_per_drop_s": statistics.median(c64),
+            "ratio_ref": {
+                str(B): statistics.median(n / j for n, j in zip(ref, R["jax"][B], strict=True))
+                for B in batches
+            },
+            "ratio_c64": {
+                str(B): statistics.median(n / j for n, j in zip(c64, R["jax"][B], strict=True))
+                for B in batches
+            },
+            "load1": R["load1"],
+        }
+        best = max(batches, key=lambda B: o["ratio_ref"][str(B)])
+        o["best_batch"], o["best_ratio"] = best, o["ratio_ref"][str(best)]
+        out[op] = o
+    return out
+
+
+# ---- correctness in the same run ------------------------------------------------------------
+
+
+def se_parity(env_cfg, n_check=3, seed=5):
+    """JAX float32 SE vs NumPy complex128 SE on the same NumPy-drawn realizations (and NumPy
+    complex64 vs complex128), both combiners; asserted within ``SE_ATOL + SE_RTOL SE``."""
+    import jax
+    import jax.numpy as jnp
+
+    env, _ = make_env(env_cfg, "mr")
+    bases = numpy_bases(env, env_cfg)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for comb in ("mr", "l_mmse"):
+        f = jax.jit(jax_se(comb))
+        ref, got, c64 = [], [], []
+        for _ in range(n_check):
+            G = numpy_drop_channels(rng, bases, env, env.n_realizations, "complex128")
+            p = random_powers(rng, env, 1)[0]
+            ref.append(nx.uplink_se_log_det(G, p, comb))
+            got.append(
+                np.asarray(
+                    f(jnp.asarray(G.astype(np.complex64)), jnp.asarray(p, jnp.float32)), np.float64
+                )
+            )
+            c64.append(nx.uplink_se_log_det(G.astype(np.complex64), p, comb))
+        ref, got, c64 = np.stack(ref), np.stack(got), np.stack(c64)
+        err = np.abs(got - ref)
+        if np.any(err > SE_ATOL + SE_RTOL * np.abs(ref)):
+            raise AssertionError(f"{comb}: JAX vs NumPy SE differ by up to {err.max():.3g}")
+        out[comb] = {
+            "n_drops": n_check,
+            "max_abs": float(err.max()),
+            "max_rel": float(np.max(err / np.abs(ref))),
+            "c64_vs_c128_max_abs": float(np.max(np.abs(c64 - ref))),
+            "se_range": [float(ref.min()), float(ref.max())],
+            "sum_se_mean": float(ref.sum(axis=1).mean()),
+        }
+    return out
+
+
+def channel_parity(env_cfg, n=1024, n_drops=256, seed=7):
+    """Both generators against the closed form: ``E[H H^H] / N_s = R_r`` and
+    ``E[H^T conj(H)] / N_r = R_s`` (``nearfield.correlation_matrices``) over ``n`` realizations of
+    one pair (``beta = 1``); mean and standard deviation of ``beta_db`` over ``n_drops`` drops of
+    each. Asserted: correlation error below 0.15, mean ``beta_db`` within 1 dB."""
+    import jax
+    import jax.numpy as jnp
+
+    from cfmimo_jax.nearfield import correlation_matrices, sample_channels
+
+    env, _ = make_env(env_cfg, "mr")
+    Rr, Rs = (np.asarray(x, np.complex128) for x in correlation_matrices(env.model))
+    Nr, Ns = env.N_r, env.N_s
+    rng = np.random.default_rng(seed)
+    Br, Bs = numpy_bases(env, env_cfg)["complex128"]
+    H = {
+        "numpy": nx.sample_channels(rng, Br, Bs, np.ones((1, 1)), n)[:, 0, 0],
+        "jax": np.asarray(
+            sample_channels(jax.random.PRNGKey(seed), env.model, jnp.ones((1, 1), jnp.float32), n),
+            np.complex128,
+        )[:, 0, 0],
+    }
+    out = {"n_realizations": n, "n_drops": n_drops}
+    for name, h in H.items():
+        er = np.max(np.abs(np.einsum("nra,nsa->rs", h, h.conj()) / (n * Ns) - Rr))
+        es = np.max(np.abs(np.einsum("nra,nrb->ab", h, h.conj()) / (n * Nr) - Rs))
+        out[f"{name}_Rr_max_abs"], out[f"{name}_Rs_max_abs"] = float(er), float(es)
+        if max(er, es) > 0.15:
+            raise AssertionError(f"{name} channel correlation off by {max(er, es):.3g}")
+    d = jax.jit(jax.vmap(env.drop))(jax.random.split(jax.random.PRNGKey(seed), n_drops))
+    bj = np.asarray(d.beta_db, np.float64)
+    bn = np.stack(
+        [
+            nx.drop_large_scale(
+                rng,
+                env.M,
+                env.K,
+                bs_layout=env.bs_layout,
+                side=env.side_m,
+                height=env.height_m,
+                shadow_std_db=env.shadow_std_db,
+                decorrelation_m=env.shadow_decorrelation_m,
+            )[1]
+            for _ in range(n_drops)
+        ]
+    )
+    out.update(
+        beta_db_mean_jax=float(bj.mean()),
+        beta_db_mean_numpy=float(bn.mean()),
+        beta_db_std_jax=float(bj.std()),
+        beta_db_std_numpy=float(bn.std()),
+    )
+    if abs(bj.mean() - bn.mean()) > 1.0:
+        raise AssertionError("mean beta_db of the two drop generators differ by > 1 dB")
+    return out
+
+
+# ---- the dominant operations alone ----------------------------------------------------------
+
+#: JAX parts: key -> label (``heavy``: only at the largest batch, and not in ``--quick``)
+JAX_PARTS = {
+    "normal": "normal draw W (threefry, complex64)",
+    "sums": "steering-vector sums B_r W B_s^T",
+    "mr_gram": "MR Gram products G_m^H G_m",
+    "gram_solve": "L-MMSE Gram path: Cholesky of W_m + Cholesky solve of I + F P F^H",
+    "direct_solve": "L-MMSE direct: Cholesky solve of Phi_m (N_r x N_r)",
+    "direct_se": "whole L-MMSE SE with solve='direct'",
+    "rbg": "whole channel generation with rbg keys",
+    "unsafe_rbg": "whole channel generation with unsafe_rbg keys",
+}
+HEAVY_PARTS = ("direct_solve", "direct_se", "rbg", "unsafe_rbg")
+NUMPY_PARTS = {
+    "normal": "normal draw W (PCG64, float64 pairs)",
+    "sums": "steering-vector sums B_r W B_s^T",
+    "mr_gram": "MR Gram products G_m^H G_m",
+    "lmmse_solve": "L-MMSE: np.linalg.solve(Phi_m, G_m) (N_r x N_r, K N_s right-hand sides)",
+    "gram_chol": "np.linalg.cholesky of the K N_s x K N_s Gram matrices",
+    "drop": "large-scale fading (drop_large_scale)",
+}
+
+
+def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
+    """Per-drop seconds of each implementation's dominant operations alone, at the paper's
+    size (``JAX_PARTS``, ``NUMPY_PARTS``): the normal draw ``W[n, M, K, n_r, n_s]``, the
+    steering-vector sums, the MR Gram products, the L-MMSE solves (JAX: the Gram path of
+    ``se._log_det_blocks`` with ``cfmimo_jax.linalg``'s ``cholesky`` / ``chol_solve``, and the
+    direct ``N_r x N_r`` path; NumPy: ``np.linalg.solve`` of the ``N_r x N_r`` system), and the
+    whole channel generation with ``rbg`` / ``unsafe_rbg`` keys. NumPy: the faster of 1 thread
+    and all cores, per repeat. Medians over ``repeats``."""
+    import jax
+    import jax.numpy as jnp
+
+    from cfmimo_jax.linalg import chol_solve, cholesky
+
+    env, _ = make_env(env_cfg, "mr")
+    n, M, K, Nr, Ns = env.n_realizations, env.M, env.K, env.N_r, env.N_s
+    m = env.model
+    nr, ns = m.a_r.shape[1], m.a_s.shape[1]
+    d = K * Ns
+    br = m.a_r * jnp.sqrt(m.var_r).astype(m.a_r.dtype)[None, :]
+    bs = m.a_s * jnp.sqrt(m.var_s).astype(m.a_s.dtype)[None, :]
+    shape = (n, M, K, nr, ns)
+    pr = np.repeat(env.p_ant_max * np.ones(K), Ns)
+    prj = jnp.asarray(pr, jnp.float32).astype(jnp.complex64)
+
+    def normal(keys):
+        return jax.vmap(lambda k: jax.random.normal(k, shape, jnp.complex64))(keys)
+
+    def gram_solve(Gf):  # the L-MMSE Gram path of se._log_det_blocks
+        W = jnp.einsum("...rx,...ry->...xy", jnp.conj(Gf), Gf)
+        eye = jnp.eye(d, dtype=W.dtype)
+        F = jnp.conj(jnp.swapaxes(cholesky(W + 1e-3 * eye), -1, -2))
+        S = (F * prj) @ jnp.conj(jnp.swapaxes(F, -1, -2))
+        return chol_solve(S + eye, F)
+
+    def direct_solve(Gf):  # the N_r x N_r Cholesky solve of the direct path
+        Phi = jnp.einsum("...rx,x,...sx->...rs", Gf, prj, jnp.conj(Gf))
+        return chol_solve(Phi + jnp.eye(Nr, dtype=Gf.dtype), Gf)
+
+    chan = jax.vmap(jax_drop_channels(env, n))
+    res = {"jax": {k: {} for k in JAX_PARTS}, "numpy": {}, "numpy_runs": {}}
+    for B in batches:
+        keys = jax.random.split(jax.random.PRNGKey(seed), B)
+        W = normal(keys)
+        Gf = jnp.swapaxes(br @ (W @ bs.T), -3, -2).reshape(B, n, M, Nr, d)
+        G = jnp.swapaxes(Gf.reshape(B, n, M, Nr, K, Ns), -3, -2)
+        pp = jnp.full((B, K), env.p_ant_max, jnp.float32)
+        todo = {
+            "normal": (normal, (keys,)),
+            "sums": (lambda W: br @ (W @ bs.T), (W,)),
+            "mr_gram": (lambda Gf: jnp.einsum("...rx,...ry->...xy", jnp.conj(Gf), Gf), (Gf,)),
+            "gram_solve": (gram_solve, (Gf,)),
+        }
+        if heavy and B == max(batches):
+            todo["direct_solve"] = (direct_solve, (Gf,))
+            todo["direct_se"] = (jax.vmap(jax_se("l_mmse", "direct")), (G, pp))
+            for impl in ("rbg", "unsafe_rbg"):
+                todo[impl] = (chan, (jax.random.split(jax.random.key(seed, impl=impl), B),))
+        for name, (fn, a) in todo.items():
+            c, _ = aot(fn, *a)
+            calls = n_drops if B == 1 else 1
+            time_calls(c, a, 1)
+            ts = [time_calls(c, a, calls) / (calls * B) for _ in range(repeats)]
+            res["jax"][name][str(B)] = statistics.median(ts)
+        print(
+            f"parts B={B}: "
+            + ", ".join(
+                f"{k} {1e3 * v[str(B)]:.2f} ms" for k, v in res["jax"].items() if v.get(str(B))
+            ),
+            flush=True,
+        )
+    rng = np.random.default_rng(seed)
+    Br, Bs = numpy_bases(env, env_cfg)["complex128"]
+    Gn = nx.sample_channels(rng, Br, Bs, np.full((M, K), 1e3), n)
+    Gfn = np.swapaxes(Gn, 2, 3).reshape(n, M, Nr, d)
+    Phi = (Gfn * pr) @ np.conj(np.swapaxes(Gfn, -1, -2)) + np.eye(Nr)
+    Wg = np.conj(np.swapaxes(Gfn, -1, -2)) @ Gfn + 1e-3 * np.eye(d)
+    Wn = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    np_parts = {
+        "normal": lambda: rng.standard_normal(shape) + 1j * rng.standard_normal(shape),
+        "sums": lambda: Br @ (Wn @ Bs.T),
+        "mr_gram": lambda: np.conj(np.swapaxes(Gfn, -1, -2)) @ Gfn,
+        "lmmse_solve": lambda: np.linalg.solve(Phi, Gfn),
+        "gram_chol": lambda: np.linalg.cholesky(Wg),
+        "drop": lambda: nx.drop_large_scale(rng, M, K),
+    }
+    cores = os.cpu_count() or 1
+
+    def loop(fn, count):
+        t0 = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter() - t0) / count
+
+    for name, fn in np_parts.items():
+        blas_threads(1)
+        fn()
+        one = [loop(fn, n_drops) for _ in range(repeats)]
+        multi = []
+        if cores > 1 and blas_threads(cores) == cores:
+            multi = [loop(fn, min(2, n_drops)) for _ in range(repeats)]
+        blas_threads(1)
+        best = [min(a, b) for a, b in zip(one, multi, strict=True)] if multi else one
+        res["numpy"][name] = statistics.median(best)
+        res["numpy_runs"][name] = {"1 thread": one, f"{cores} threads": multi}
+    blas_threads(cores)
+    print(
+        "parts NumPy: " + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in res["numpy"].items()),
+        flush=True,
+    )
+    res["sizes"] = dict(n=n, M=M, K=K, N_r=Nr, N_s=Ns, n_r=nr, n_s=ns)
+    return res
+
+
+# ---- (c) training ---------------------------------------------------------------------------
+
+
+def time_training(env_cfg, budget, combiner, method, repeats, n_envs=None, seed=0):
+    """Steady-state seconds per 2000 episodes of one trainer (module docstring, (c))."""
+    import jax
+
+    import algorithms
+
+    env, ep = make_env(env_cfg, combiner)
+    tc = dict(budget[method])
+    if n_envs:
+        tc["n_envs"] = int(n_envs)
+    tc.update(updates_per_chunk=1, n_updates=1)
+    tc["learning_starts"] = tc["n_envs"] * tc["n_steps"]
+    trainer = algorithms.make_train(method, tc, env, ep)
+    c = trainer.config
+    episodes = c.n_envs * c.n_steps * c.updates_per_chunk / env.episode_steps
+    rs = trainer.init(jax.random.PRNGKey(seed))
+    jax.block_until_ready(rs)
+    compiled, compile_s = aot(trainer.update, rs)
+    metrics = []
+
+    def call(rs):
+        t0 = time.perf_counter()
+        rs, m = compiled(rs)
+        jax.block_until_ready((rs, m))
+        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
+        return rs, time.perf_counter() - t0, float(np.min(m["learning"]))
+
+    rs, warm_s, _ = call(rs)
+    runs, learning = [], []
+    for _ in range(repeats):
+        rs, dt, lr = call(rs)
+        runs.append(dt)
+        learning.append(lr)
+    t = statistics.median(runs)
+    return {
+        "combiner": combiner,
+        "method": method,
+        "n_envs": c.n_envs,
+        "n_steps": c.n_steps,
+        "gradient_steps": c.gradient_steps,
+        "batch_size": c.batch_size,
+        "episodes_per_call": episodes,
+        "compile_s": compile_s,
+        "warm_s": warm_s,
+        "runs_s": runs,
+        "s_per_2000_episodes": t * EPISODES_PER_TABLE / episodes,
+        "learning_in_timed_calls": min(learning),
+        "finite": bool(all(np.isfinite(v) for mm in metrics for v in mm.values())),
+        "sum_se_last": metrics[-1].get("sum_se"),
+        "load1": os.getloadavg()[0],
+    }
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+OP_LABEL = {
+    "channels": "(a) channel generation",
+    "se_mr": "(b) SE, MR",
+    "se_l_mmse": "(b) SE, L-MMSE",
+}
+
+
+def _ms(x):
+    return "-" if x is None else f"{1e3 * x:.3g}"
+
+
+def _x(x):
+    return "-" if x is None else f"{x:.2g}x"
+
+
+def analyse(res, setup):
+    """Headline and reading lines of (a), (b); whether the target is met."""
+    ops, parts = res["ops"], res["parts"]
+    Bmax = str(max(setup["parts_batches"]))
+    jp = {k: v.get(Bmax) for k, v in parts["jax"].items()}
+    npp = parts["numpy"]
+    s = parts["sizes"]
+    head, reading, met = [], [], []
+    for op, o in ops.items():
+        B = str(o["best_batch"])
+        r = o["best_ratio"]
+        met.append(r >= TARGET)
+        head.append(
+            f"{OP_LABEL[op]}: JAX {_ms(o['jax_per_drop_s'][B])} ms per drop (batch {B}) vs "
+            f"NumPy complex128 {_ms(o['numpy_ref_per_drop_s'])} ms: **{r:.2g}x** (NumPy "
+            f"complex64: {_x(o['ratio_c64'][B])}; target >= {TARGET:.0f}x: "
+            f"{'met' if r >= TARGET else 'not met'})"
+        )
+    ch, mr, lm = ops["channels"], ops["se_mr"], ops["se_l_mmse"]
+    ch_j, ch_np = ch["jax_per_drop_s"], ch["numpy_ref_per_drop_s"]
+    if jp.get("normal"):
+        share = {"normal draw": jp["normal"], "steering-vector sums": jp["sums"]}
+        top = max(share, key=share.get)
+        line = (
+            f"Channel generation: the JAX drop takes {_ms(ch_j['1'])} ms at batch 1 and "
+            f"{_ms(ch_j[Bmax])} ms per drop at batch {Bmax}; alone, the normal draw of "
+            f"W[{s['n']}, {s['M']}, {s['K']}, {s['n_r']}, {s['n_s']}] takes {_ms(jp['normal'])} "
+            f"ms and the steering-vector sums {_ms(jp['sums'])} ms (the largest part: the {top},"
+            f" {100 * share[top] / ch_j[Bmax]:.0f}% of the drop at batch {Bmax}). NumPy's drop "
+            f"takes {_ms(ch_np)} ms: its normal draw {_ms(npp['normal'])} ms, the sums "
+            f"{_ms(npp['sums'])} ms, the large-scale fading {_ms(npp['drop'])} ms. JAX's normal "
+            f"draw (threefry bits and the inverse-erf transform) costs "
+            f"{jp['normal'] / npp['normal']:.2g}x NumPy's (PCG64 and the ziggurat, float64) for "
+            f"the same count of complex normals, so even with free sums and large-scale fading "
+            f"the JAX drop could beat NumPy's by at most {ch_np / jp['normal']:.2g}x: the draw "
+            f"bounds the ratio."
+        )
+        if jp.get("rbg") and jp.get("unsafe_rbg"):
+            line += (
+                f" With rbg / unsafe_rbg keys (chosen by the caller, no code change) the whole "
+                f"JAX generation takes {_ms(jp['rbg'])} / {_ms(jp['unsafe_rbg'])} ms per drop "
+                f"at batch {Bmax} (threefry: {_ms(ch_j[Bmax])} ms)."
+            )
+        reading.append(line)
+    if jp.get("mr_gram"):
+        mr_j = mr["jax_per_drop_s"]
+        reading.append(
+            f"SE with MR: JAX {_ms(mr_j['1'])} ms at batch 1, {_ms(mr_j[Bmax])} ms per drop at "
+            f"batch {Bmax}; NumPy {_ms(mr['numpy_ref_per_drop_s'])} ms (complex128), "
+            f"{_ms(mr['numpy_c64_per_drop_s'])} ms (complex64). The work is the Gram products "
+            f"G_m^H G_m ({s['n'] * s['M']} products of {s['N_r']} x {s['K'] * s['N_s']} per "
+            f"drop) and the moment sums of eq. (8); the products alone take "
+            f"{_ms(jp['mr_gram'])} ms in JAX (complex64) and {_ms(npp['mr_gram'])} ms in NumPy "
+            f"(complex128 BLAS), so with free moment sums the JAX SE could beat NumPy's by at "
+            f"most {mr['numpy_ref_per_drop_s'] / jp['mr_gram']:.2g}x: both are matrix-product "
+            f"bound, and XLA's complex64 products are not faster than OpenBLAS's complex128 ones "
+            f"by more than {npp['mr_gram'] / jp['mr_gram']:.2g}x here."
+        )
+    if jp.get("gram_solve"):
+        lm_j, lm_np = lm["jax_per_drop_s"], lm["numpy_ref_per_drop_s"]
+        line = (
+            f"SE with L-MMSE: JAX takes {_ms(lm_j['1'])} ms "
+            f"at batch 1, {_ms(lm_j[Bmax])} ms per drop at batch {Bmax}; its Gram-path "
+            f"Cholesky factor and Cholesky solve ({s['n'] * s['M']} systems of "
+            f"{s['K'] * s['N_s']} x {s['K'] * s['N_s']} per drop, `cfmimo_jax.linalg`) alone take "
+            f"{_ms(jp['gram_solve'])} ms ({100 * jp['gram_solve'] / lm_j[Bmax]:.0f}% of the SE). "
+            f"NumPy's LAPACK solve of the larger {s['N_r']} x {s['N_r']} system takes "
+            f"{_ms(npp['lmmse_solve'])} ms of its {_ms(lm_np)} ms, and a LAPACK Cholesky of the "
+            f"same {s['K'] * s['N_s']} x {s['K'] * s['N_s']} Gram matrices "
+            f"{_ms(npp['gram_chol'])} ms. `cfmimo_jax.linalg` writes the factorisation and the "
+            f"triangular solves as `lax.fori_loop`s over columns, vectorised over the batch "
+            f"(jaxlib's CPU LAPACK kernels can deadlock on a 2-core machine): "
+            f"{jp['gram_solve'] / npp['lmmse_solve']:.2g}x the time of NumPy's LAPACK solve, so "
+            f"even with everything else free the JAX SE could beat NumPy's by at most "
+            f"{lm_np / jp['gram_solve']:.2g}x: the factorisations bound the ratio."
+        )
+        if jp.get("direct_solve") and jp.get("direct_se"):
+            line += (
+                f" The direct path (solve='direct', the N_r x N_r Cholesky solve) is slower: the "
+                f"solve alone {_ms(jp['direct_solve'])} ms, the whole SE {_ms(jp['direct_se'])} "
+                f"ms per drop."
+            )
+        reading.append(line)
+    return head, reading, all(met)
+
+
+def training_reading(res, setup):
+    """Reading lines of (c)."""
+    lines = []
+    for comb in COMBINERS:
+        rows = [r for r in res["training"] if r["combiner"] == comb]
+        if not rows:
+            continue
+        ours = ", ".join(f"{r['method']} {r['s_per_2000_episodes']:.3g} s" for r in rows)
+        paper = " / ".join(f"{r['paper_s']}" for r in rows if r.get("paper_s") is not None)
+        line = f"Training with {LABEL[comb]}, per 2000 episodes on this CPU: {ours}"
+        if paper:
+            line += f" (Table I, PyTorch on a GTX 3060: {paper} s)"
+        env = [r["env_estimate_s"] for r in rows if r.get("env_estimate_s") is not None]
+        if env:
+            med = statistics.median(r["s_per_2000_episodes"] for r in rows)
+            line += (
+                f". The environment alone (channel generation + SE of 2000 drops at batch "
+                f"{setup['train_n_envs']}, from (a) and (b)) accounts for {env[0]:.3g} s, "
+                f"{100 * env[0] / med:.0f}% of the median trainer"
+            )
+        lines.append(
+            line + f". The networks are small (64-64 MLPs, batch 128, one gradient step per "
+            f"{setup['train_n_envs']} drops): the time is the environment's, which this CPU "
+            "computes on 2 shared cores and the paper's GPU in parallel."
+        )
+    return lines
+
+
+def write_report(path, info, setup, res, wall):
+    L = []
+    add = L.append
+    ops, parts, train = res["ops"], res["parts"], res["training"]
+    batches = setup["batches"]
+    s = parts["sizes"]
+    name = os.path.splitext(os.path.basename(path))[0]
+    add("# XL-MIMO benchmark: one drop of [XL-FUZZY], JAX vs NumPy; training time vs Table I")
+    add("")
+    add(
+        f"Generated by `python bench/bench_xl.py{' --quick' if setup['quick'] else ''}` (total "
+        f"wall time {wall:.0f} s). Raw numbers: `{name}.json`."
+    )
+    add("")
+    add("## What is measured")
+    add("")
+    add(
+        f"The paper's network ([XL-FUZZY] section V): M = {s['M']} BSs of "
+        f"{setup['bs_array'][0]} x {setup['bs_array'][1]} patches (N_r = {s['N_r']}), K = "
+        f"{s['K']} UEs of {setup['ue_array'][0]} x {setup['ue_array'][1]} (N_s = {s['N_s']}), "
+        f"spacing lambda / 3; the 'cover' wavenumber lattice, n_r = {s['n_r']} and n_s = "
+        f"{s['n_s']} points; {s['n']} channel realizations per drop (the scenario's step)."
+    )
+    add("")
+    add(
+        "- **(a) Channel generation per drop**: a new drop's large-scale fading (uniform BSs "
+        "and UEs, wrap-around 3-D distance, path loss -30.5 - 36.7 log10(d), shadowing "
+        "N(0, 4^2) correlated over UEs, over the noise) and its realizations "
+        "G[n, M, K, N_r, N_s] = sqrt(beta) B_r W B_s^T of [XL-FUZZY] eqs. (1)-(4). JAX: "
+        "`env.drop` + `nearfield.sample_channels`; NumPy: `bench/numpy_xl.py` "
+        "`drop_large_scale` + `sample_channels` (the lattice and its variances, geometry only, "
+        "from `nearfield.wavenumber_lattice`; the draw, the sums and the large-scale fading in "
+        "NumPy)."
+    )
+    add(
+        "- **(b) SE evaluation per drop**: [XL-FUZZY] eq. (8) with MR and L-MMSE combining on "
+        "those realizations (estimator 'independent', the scenario's). JAX: "
+        f"`se.uplink_se_log_det` (L-MMSE through its Gram path, K N_s = {s['K'] * s['N_s']} < "
+        f"N_r = {s['N_r']}); NumPy: `numpy_xl.uplink_se_log_det` (the N_r x N_r L-MMSE system "
+        "by `np.linalg.solve`, eq. (8) term by term, `slogdet`)."
+    )
+    add(
+        "- JAX: `jax.jit(jax.vmap(f))` over a batch of B drops (B = "
+        f"{', '.join(map(str, batches))}), float32 / complex64 (as the trainers run), compiled "
+        "ahead of time (compile time in the table, not in the timings); per drop = call time / "
+        f"B, B = 1 timed as {setup['n_drops']} calls in a row. NumPy: {setup['n_drops']} drops "
+        "one after another in a Python loop, complex128 (the reference) with OpenBLAS at 1 "
+        f"thread and ({min(2, setup['n_drops'])} drops) at all cores, the faster of the two "
+        "per repeat; complex64 at 1 thread. Each of the "
+        f"{setup['repeats']} repeats times every JAX batch size and then NumPy back to back; "
+        "times are medians over repeats, ratios the median of the per-repeat (paired) ratios "
+        "NumPy / JAX."
+    )
+    add(
+        "- **(c) Training time per 2000 episodes** (Table I): `fl_ctce`, `fl_ctde`, `maddpg` "
+        "with the budget of `cfmimo reproduce xl-uplink` "
+        f"({setup['train_n_envs']} environments, 5 vectorised steps per update, one gradient "
+        "step of batch 128 per vectorised step, one-step episodes, 8 realizations per step), in "
+        "the steady state: the AOT compile timed apart, one warm-up call, then "
+        f"{setup['train_repeats']} timed calls of one update ({setup['train_n_envs'] * 5} "
+        "episodes) each; per 2000 episodes = median x 2000 / episodes per call. Two settings "
+        "differ from the canonical run, neither changing the work per episode: one update per "
+        "call (canonical: 25, i.e. 2000 episodes) and `learning_starts` = the first call's "
+        "transitions (canonical 500), so every timed step learns. Table I's times are PyTorch "
+        "on a GTX 3060 GPU; ours are JAX on this 2-core CPU; no PyTorch reference is run."
+    )
+    add("")
+    add("## Machine")
+    add("")
+    add(f"- CPU: {info['cpu']}, {info['cores']} cores, shared with other jobs ({info['platform']})")
+    add(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} ({info['devices']})")
+    blas = f"- NumPy BLAS: {info['blas']}"
+    if info["blas_env_removed"]:
+        blas += f" (removed from the environment: {info['blas_env_removed']})"
+    add(blas)
+    dirty = info["dirty"].replace("\n", "; ")
+    add(
+        f"- Code: git commit {info['commit']}"
+        + (f" (uncommitted: {dirty})" if dirty else " (benchmarked files clean)")
+    )
+    add(f"- `uptime` at start: `{info['uptime_start']}`")
+    add(f"- `uptime` at end: `{info['uptime_end']}`")
+    add(
+        "- A load average above 2 means other jobs held the 2 cores part of the time: every "
+        "time here is inflated by them, JAX and NumPy alike (hence the paired ratios). "
+        f"1-minute load during the repeats: {min(min(o['load1']) for o in ops.values()):.1f}-"
+        f"{max(max(o['load1']) for o in ops.values()):.1f}."
+    )
+    add(f"- Peak resident memory of the benchmark process: {info['max_rss_gib']:.1f} GiB")
+    add("")
+    add("## Correctness checks (same run)")
+    add("")
+    sp = res["se_parity"]
+    for comb in ("mr", "l_mmse"):
+        x = sp[comb]
+        add(
+            f"- SE, {LABEL[comb]}: JAX float32 vs NumPy complex128 on the same realizations of "
+            f"{x['n_drops']} drops (random powers): max |diff| {x['max_abs']:.2g} bit/s/Hz, max "
+            f"relative {x['max_rel']:.2g} (asserted <= {SE_ATOL} + {SE_RTOL} SE; per-UE SE "
+            f"{x['se_range'][0]:.3g} to {x['se_range'][1]:.3g}, mean sum SE "
+            f"{x['sum_se_mean']:.3g}); NumPy complex64 vs complex128: "
+            f"{x['c64_vs_c128_max_abs']:.2g}."
+        )
+    cp = res["channel_parity"]
+    add(
+        f"- Channels, {cp['n_realizations']} realizations of one pair against the closed form "
+        f"(`nearfield.correlation_matrices`): max |E[H H^H] / N_s - R_r| JAX "
+        f"{cp['jax_Rr_max_abs']:.3g}, NumPy {cp['numpy_Rr_max_abs']:.3g}; max "
+        f"|E[H^T H*] / N_r - R_s| JAX {cp['jax_Rs_max_abs']:.3g}, NumPy "
+        f"{cp['numpy_Rs_max_abs']:.3g} (Monte-Carlo error; asserted < 0.15)."
+    )
+    add(
+        f"- Large-scale fading, {cp['n_drops']} drops each: beta_db mean JAX "
+        f"{cp['beta_db_mean_jax']:.2f} dB vs NumPy {cp['beta_db_mean_numpy']:.2f} dB, standard "
+        f"deviation {cp['beta_db_std_jax']:.2f} vs {cp['beta_db_std_numpy']:.2f} dB (asserted: "
+        "means within 1 dB)."
+    )
+    add("")
+    add("## Results: per drop (ms)")
+    add("")
+    for line in res["headline"]:
+        add(f"- {line}")
+    add("")
+    th = [k for k in next(iter(ops.values()))["numpy_per_drop_s"]]
+    add(
+        "| operation | "
+        + " | ".join(f"JAX B={B}" for B in batches)
+        + " | NumPy c128 (reference) | "
+        + " | ".join(f"NumPy {k}" for k in th)
+        + " | "
+        + " | ".join(f"reference / JAX B={B}" for B in batches)
+        + " | JAX compile (s), by B |"
+    )
+    add("|" + "---|" * (2 * len(batches) + len(th) + 3))
+    for op, o in ops.items():
+        jt = o["jax_per_drop_s"]
+        add(
+            f"| {OP_LABEL[op]} | "
+            + " | ".join(_ms(jt[str(B)]) for B in batches)
+            + f" | {_ms(o['numpy_ref_per_drop_s'])} | "
+            + " | ".join(_ms(o["numpy_per_drop_s"][k]) for k in th)
+            + " | "
+            + " | ".join(f"**{_x(o['ratio_ref'][str(B)])}**" for B in batches)
+            + " | "
+            + ", ".join(f"{o['jax_compile_s'][str(B)]:.1f}" for B in batches)
+            + " |"
+        )
+    add("")
+    add(
+        "Per-repeat runs (ms per drop): "
+        + "; ".join(
+            f"{OP_LABEL[op]}: "
+            + ", ".join(
+                f"JAX B={B} " + "/".join(_ms(x) for x in o["jax_runs_s"][str(B)]) for B in batches
+            )
+            + ", NumPy c128 reference "
+            + "/".join(_ms(x) for x in o["numpy_ref_runs_s"])
+            for op, o in ops.items()
+        )
+        + "."
+    )
+    add("")
+    env_step = {
+        str(B): ops["channels"]["jax_per_drop_s"][str(B)]
+        + ops["se_l_mmse"]["jax_per_drop_s"][str(B)]
+        for B in batches
+    }
+    add(
+        "A whole environment step per drop (channel generation + L-MMSE SE): JAX "
+        + ", ".join(f"{_ms(env_step[str(B)])} ms at B={B}" for B in batches)
+        + "; NumPy "
+        + _ms(ops["channels"]["numpy_ref_per_drop_s"] + ops["se_l_mmse"]["numpy_ref_per_drop_s"])
+        + " ms."
+    )
+    add("")
+    add("### The dominant operations alone (per drop, ms)")
+    add("")
+    pb = setup["parts_batches"]
+    add("| JAX operation (complex64) | " + " | ".join(f"B={B}" for B in pb) + " |")
+    add("|---|" + "---|" * len(pb))
+    for key, label in JAX_PARTS.items():
+        v = parts["jax"].get(key, {})
+        if v:
+            add(f"| {label} | " + " | ".join(_ms(v.get(str(B))) for B in pb) + " |")
+    add("")
+    add("| NumPy operation (complex128; faster of 1 thread / all cores) | per drop |")
+    add("|---|---|")
+    for key, label in NUMPY_PARTS.items():
+        add(f"| {label} | {_ms(parts['numpy'][key])} |")
+    add("")
+    add(
+        "Inputs: W[n, M, K, n_r, n_s] for the draw and the sums; the n M per-BS matrices "
+        "G_m[N_r, K N_s] of one drop at full power for the products and solves (JAX Gram path as "
+        "`se._log_det_blocks` runs it: W_m = G_m^H G_m, its Cholesky factor F, the Cholesky "
+        "solve of I + F P F^H with K N_s right-hand sides; direct: the Cholesky solve of "
+        "Phi_m = I + G_m P G_m^H). rbg / unsafe_rbg: the whole channel generation (drop + "
+        "realizations) from keys of that PRNG implementation instead of the default threefry."
+    )
+    add("")
+    add("## Training time per 2000 episodes (Table I)")
+    add("")
+    add(
+        "| combiner | method | JAX on this CPU: s / 2000 episodes (steady) | timed calls (s) | "
+        "compile (s) | environment alone, est. (s / 2000) | Table I: PyTorch, GTX 3060 (s) | "
+        "ours / paper | every timed step learns, metrics finite | load |"
+    )
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for r in train:
+        p = r.get("paper_s")
+        env = r.get("env_estimate_s")
+        add(
+            f"| {LABEL[r['combiner']]} | {r['method']} | **{r['s_per_2000_episodes']:.3g}** | "
+            + ", ".join(f"{x:.2f}" for x in r["runs_s"])
+            + f" | {r['compile_s']:.1f} | {'-' if env is None else f'{env:.3g}'} | "
+            + f"{'-' if p is None else p} | "
+            + ("-" if not p else f"{r['s_per_2000_episodes'] / p:.0f}x")
+            + f" | {r['learning_in_timed_calls'] == 1.0 and r['finite']} | {r['load1']:.1f} |"
+        )
+    add("")
+    add(
+        "Environment alone, est.: 2000 x the per-drop time of (a) + (b) at the trainers' batch "
+        f"(B = {setup['train_n_envs']}, table above): the channel draw and the SE without "
+        "acting, buffer or gradient steps. Table I's ordering (FL-CTDE the fastest, L-MMSE about "
+        "3x MR) is the paper's implementation's; here the three trainers share the environment, "
+        "which dominates their time."
+    )
+    add("")
+    add("## Reading")
+    add("")
+    for line in res["reading"]:
+        add(f"- {line}")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (small batches, one trainer)")
+    ap.add_argument("--out", default=None, help="markdown report (default bench/RESULTS_xl.md)")
+    ap.add_argument("--keep-blas-env", action="store_true", help="keep the OPENBLAS_* overrides")
+    ap.add_argument("--repeats", type=int, default=4, help="paired repeats of (a), (b)")
+    ap.add_argument("--train-repeats", type=int, default=2, help="timed calls per trainer")
+    ap.add_argument("--methods", default=None, help="comma list (default: all three)")
+    ap.add_argument("--combiners", default=None, help="comma list (default: l_mmse,mr)")
+    args = ap.parse_args(argv)
+
+    t_start = time.perf_counter()
+    info = machine_info()
+    info["uptime_start"] = _uptime()
+    print(info["uptime_start"], flush=True)
+    env_cfg, budget, paper = canonical()
+    if args.quick:
+        batches, n_drops, repeats, train_repeats = [1, 4], 2, 2, 1
+        methods, combiners, train_n_envs, heavy = ["fl_ctce"], ["mr"], 2, False
+    else:
+        batches, n_drops, repeats = [1, 16, 64], 8, args.repeats
+        train_repeats, heavy = args.train_repeats, True
+        methods, combiners, train_n_envs = list(METHODS), list(COMBINERS), None
+    if args.methods:
+        methods = args.methods.split(",")
+    if args.combiners:
+        combiners = args.combiners.split(",")
+    parts_batches = [batches[0], batches[-1]]
+    setup = dict(
+        quick=args.quick,
+        batches=batches,
+        parts_batches=parts_batches,
+        n_drops=n_drops,
+        repeats=repeats,
+        train_repeats=train_repeats,
+        train_n_envs=train_n_envs or budget[METHODS[0]]["n_envs"],
+        methods=methods,
+        combiners=combiners,
+        env=env_cfg,
+        bs_array=list(env_cfg["bs_array"]),
+        ue_array=list(env_cfg["ue_array"]),
+        n_real=env_cfg["n_realizations"],
+        se_tolerance=[SE_ATOL, SE_RTOL],
+    )
+    res = {}
+    res["se_parity"] = se_parity(env_cfg)
+    print(f"SE parity: {res['se_parity']}", flush=True)
+    res["channel_parity"] = channel_parity(
+        env_cfg, n=256 if args.quick else 1024, n_drops=32 if args.quick else 256
+    )
+    print(f"channel parity: {res['channel_parity']}", flush=True)
+    res["ops"] = time_drop_ops(env_cfg, batches, n_drops, repeats)
+    res["parts"] = time_parts(env_cfg, parts_batches, n_drops, max(2, repeats - 1), heavy)
+    res["training"] = []
+    for comb in combiners:
+        for meth in methods:
+            r = time_training(env_cfg, budget, comb, meth, train_repeats, n_envs=train_n_envs)
+            r["paper_s"] = paper.get(comb, {}).get(meth)
+            B = str(r["n_envs"])
+            if B in res["ops"]["channels"]["jax_per_drop_s"]:
+                r["env_estimate_s"] = EPISODES_PER_TABLE * (
+                    res["ops"]["channels"]["jax_per_drop_s"][B]
+                    + res["ops"][f"se_{comb}"]["jax_per_drop_s"][B]
+                )
+            res["training"].append(r)
+            print(
+                f"train {comb} {meth}: {r['s_per_2000_episodes']:.2f} s / 2000 episodes (runs "
+                f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} s, compile {r['compile_s']:.1f} "
+                f"s, load {r['load1']:.1f})",
+                flush=True,
+            )
+    head, reading, met = analyse(res, setup)
+    res["headline"], res["target_met"] = head, met
+    res["reading"] = reading + training_reading(res, setup)
+    for line in head:
+        print(line)
+    info["uptime_end"] = _uptime()
+    print(info["uptime_end"], flush=True)
+    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if args.quick:
+        default = os.path.join(tempfile.gettempdir(), "RESULTS_xl_quick.md")
+    else:
+        default = os.path.join(ROOT, "bench", "RESULTS_xl.md")
+    out = args.out or default
+    wall = time.perf_counter() - t_start
+    write_report(out, info, setup, res, wall)
+    js = os.path.splitext(out)[0] + ".json"
+    with open(js, "w") as f:
+        json.dump(dict(machine=info, setup=setup, results=res, wall_s=wall), f, indent=1)
+    print(f"wrote {out} and {js} ({wall:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
