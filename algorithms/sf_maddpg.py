@@ -46,7 +46,8 @@ One gradient step on a minibatch (``O, s, u, r_ex, O', s'``):
    ``theta'(eta) = theta - meta_step grad_theta L(theta, eta)`` (plain gradient step of size
    ``tau_a = meta_step``), ``eta`` ascends ``mean Q_g(s, mu_theta'(O))`` by Adam
    (``lr_meta``), differentiating through ``grad_theta L`` (second order) on ``meta_batch``
-   transitions of the minibatch.
+   transitions of the minibatch, every ``meta_period`` gradient steps (1: every step, as
+   Algorithm 2; larger values save the second-order pass on a CPU).
 
 Targets are Polyak averages (``tau``) as in MADDPG. With ``credit="none"`` steps 1, 3 and 5
 are skipped and ``r_m = r_ex`` (then ``pe_maddpg`` / ``co_maddpg`` are MADDPG with the
@@ -93,6 +94,7 @@ SF_DEFAULTS = {
     "meta_step": 0.01,  # tau_a: the actor step size inside the meta-gradient (eq. (53))
     "lr_meta": 0.001,  # Adam learning rate of eta (ARN, HRN / LIIR)
     "meta_batch": 64,  # transitions of the minibatch the meta-gradient uses
+    "meta_period": 1,  # a meta-gradient step every meta_period gradient steps (1: every step)
     "lr_ex_critic": 0.001,  # the extrinsic critic's learning rate
 }
 DEFAULT_CONFIG = {**ddpg.DEFAULT_CONFIG, **SF_DEFAULTS}
@@ -259,7 +261,7 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
                 raise ValueError(f"{k} must be one of {choices}, got {sf[k]!r}")
         for k in ("embed_dim", "hyper_hidden", "hpn_heads", "rnn_hidden", "rnn_iters",
                   "gnn_rounds", "gnn_heads", "gnn_neighbours", "intrinsic_hidden",
-                  "intrinsic_heads", "meta_batch"):
+                  "intrinsic_heads", "meta_batch", "meta_period"):
             v = sf[k]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
@@ -438,9 +440,23 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
             meta = functools.partial(
                 self.meta_objective, params["actor"], critic, new_params["critic_ex"]
             )
-            l_meta, g_eta = jax.value_and_grad(lambda e: -meta(e, *sub))(eta)
-            upd, os_eta = self.opt_meta.update(g_eta, opt_state["eta"], eta)
-            new_params["eta"] = optax.apply_updates(eta, upd)
+
+            def meta_step(_):
+                l_meta, g_eta = jax.value_and_grad(lambda e: -meta(e, *sub))(eta)
+                upd, os_eta = self.opt_meta.update(g_eta, opt_state["eta"], eta)
+                return optax.apply_updates(eta, upd), os_eta, l_meta, optax.global_norm(g_eta)
+
+            def no_step(_):
+                zero = jnp.zeros((), jnp.float32)
+                return eta, opt_state["eta"], zero, zero
+
+            if sf.meta_period == 1:
+                new_eta, os_eta, l_meta, g_norm = meta_step(None)
+            else:
+                new_eta, os_eta, l_meta, g_norm = jax.lax.cond(
+                    grad_step % sf.meta_period == 0, meta_step, no_step, None
+                )
+            new_params["eta"] = new_eta
             new_opt["eta"] = os_eta
             new_params["critic_ex_target"] = op.target_update(
                 params["critic_ex_target"], new_params["critic_ex"], grad_step, c.tau,
@@ -451,7 +467,7 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
                 r_in=jnp.mean(r_in),
                 r_in_std=jnp.std(r_in),
                 w_ex=jnp.mean(w_ex),
-                meta_grad_norm=optax.global_norm(g_eta),
+                meta_grad_norm=g_norm,
             )
         new_params.update(
             actor=actor,
