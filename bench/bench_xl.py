@@ -280,9 +280,11 @@ def random_powers(rng, env, n):
 # ---- (a), (b): paired timing ----------------------------------------------------------------
 
 
-def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
+def time_drop_ops(env_cfg, batches, n_drops, repeats, heavy=True, seed=0):
     """Per-drop seconds of the channel generation and the SE (MR, L-MMSE), JAX at each batch
-    size and NumPy (complex128, complex64), in paired repeats (module docstring)."""
+    size and NumPy (complex128, complex64), in paired repeats (module docstring); in each
+    repeat, right after them, the dominant operations alone (:func:`build_parts`), so the
+    shares and bounds compare times taken under the same load. Returns ``(ops, parts)``."""
     import jax
     import jax.numpy as jnp
 
@@ -308,6 +310,8 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
             f"compiled B={B}: " + ", ".join(f"{op} {compile_s[(op, B)]:.1f} s" for op in ops),
             flush=True,
         )
+    jparts, nparts, sizes = build_parts(env, env_cfg, heavy)
+    print("compiled the parts", flush=True)
     # NumPy inputs of the SE loop: n_drops drops drawn by the NumPy generator
     np_G = {
         dt: [numpy_drop_channels(rng, bases, env, n_real, dt) for _ in range(n_drops)]
@@ -315,7 +319,7 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
     }
     np_p = random_powers(rng, env, n_drops)
     cores = os.cpu_count() or 1
-    n_multi = min(2, n_drops)  # drops of the all-cores NumPy probe (see NUMPY_SETTINGS)
+    n_multi = min(2, n_drops)  # drops of the all-cores NumPy probe
 
     def numpy_loop(op, dt_name, count):
         t0 = time.perf_counter()
@@ -334,6 +338,14 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
         op: {"jax": {B: [] for B in batches}, "numpy": {k: [] for k in settings}, "load1": []}
         for op in ops
     }
+    part_runs = {"jax": {k: [] for k in jparts}, "numpy": {k: [] for k in nparts}}
+
+    def loop(fn, count):
+        t0 = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter() - t0) / count
+
     for r in range(repeats):
         for op in ops:
             for B in batches:
@@ -347,6 +359,15 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
                 runs[op]["numpy"][settings[2]].append(numpy_loop(op, "complex128", n_multi))
             blas_threads(1)
             runs[op]["load1"].append(os.getloadavg()[0])
+        for name, (c, a) in jparts.items():
+            part_runs["jax"][name].append(time_calls(c, a, n_drops) / n_drops)
+        for name, fn in nparts.items():
+            blas_threads(1)
+            t = loop(fn, n_drops)
+            if cores > 1 and blas_threads(cores) == cores:
+                t = min(t, loop(fn, n_multi))
+            blas_threads(1)
+            part_runs["numpy"][name].append(t)
         print(
             f"repeat {r}: "
             + "; ".join(
@@ -356,7 +377,12 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
                 + "/".join(f"{1e3 * v[-1]:.2f}" for v in runs[op]["numpy"].values() if v)
                 + " ms"
                 for op in ops
-            ),
+            )
+            + "; parts JAX "
+            + ", ".join(f"{k} {1e3 * v[-1]:.2f}" for k, v in part_runs["jax"].items())
+            + " ms, NumPy "
+            + ", ".join(f"{k} {1e3 * v[-1]:.2f}" for k, v in part_runs["numpy"].items())
+            + " ms",
             flush=True,
         )
     blas_threads(cores)
@@ -394,7 +420,39 @@ def time_drop_ops(env_cfg, batches, n_drops, repeats, seed=0):
         best = max(batches, key=lambda B: o["ratio_ref"][str(B)])
         o["best_batch"], o["best_ratio"] = best, o["ratio_ref"][str(best)]
         out[op] = o
-    return out
+    parts = {
+        "jax": {k: statistics.median(v) for k, v in part_runs["jax"].items()},
+        "numpy": {k: statistics.median(v) for k, v in part_runs["numpy"].items()},
+        "runs": part_runs,
+        "sizes": sizes,
+    }
+
+    def paired(num, den):  # median over repeats of num[r] / den[r]
+        return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+    jr, nr = part_runs["jax"], part_runs["numpy"]
+    ref = {op: out[op]["numpy_ref_runs_s"] for op in ops}
+    j1 = {op: runs[op]["jax"][batches[0]] for op in ops}
+    parts["paired"] = {
+        # share of the JAX op (batch 1) its dominant operation takes
+        "jax_share_normal": paired(jr["normal"], j1["channels"]),
+        "jax_share_mr_gram": paired(jr["mr_gram"], j1["se_mr"]),
+        "jax_share_gram_solve": paired(jr["gram_solve"], j1["se_l_mmse"]),
+        # JAX operation / the NumPy operation doing the same job
+        "normal_jax_over_numpy": paired(jr["normal"], nr["normal"]),
+        "mr_gram_jax_over_numpy": paired(jr["mr_gram"], nr["mr_gram"]),
+        "solve_jax_over_numpy": paired(jr["gram_solve"], nr["lmmse_solve"]),
+        "gram_solve_jax_over_numpy_chol": paired(jr["gram_solve"], nr["gram_chol"]),
+        # the most the ratio could be with everything but the dominant JAX operation free
+        "bound_channels": paired(ref["channels"], jr["normal"]),
+        "bound_se_mr": paired(ref["se_mr"], jr["mr_gram"]),
+        "bound_se_l_mmse": paired(ref["se_l_mmse"], jr["gram_solve"]),
+    }
+    if "unsafe_rbg" in jr:
+        parts["paired"]["unsafe_rbg_over_threefry"] = paired(jr["unsafe_rbg"], j1["channels"])
+    if "direct_se" in jr:
+        parts["paired"]["direct_over_gram_se"] = paired(jr["direct_se"], j1["se_l_mmse"])
+    return out, parts
 
 
 # ---- correctness in the same run ------------------------------------------------------------
@@ -497,18 +555,16 @@ def channel_parity(env_cfg, n=1024, n_drops=256, seed=7):
 
 # ---- the dominant operations alone ----------------------------------------------------------
 
-#: JAX parts: key -> label (``heavy``: only at the largest batch, and not in ``--quick``)
+#: JAX parts (timed at batch 1): key -> label; ``HEAVY_PARTS`` are left out of ``--quick``
 JAX_PARTS = {
     "normal": "normal draw W (threefry, complex64)",
     "sums": "steering-vector sums B_r W B_s^T",
     "mr_gram": "MR Gram products G_m^H G_m",
     "gram_solve": "L-MMSE Gram path: Cholesky of W_m + Cholesky solve of I + F P F^H",
-    "direct_solve": "L-MMSE direct: Cholesky solve of Phi_m (N_r x N_r)",
-    "direct_se": "whole L-MMSE SE with solve='direct'",
-    "rbg": "whole channel generation with rbg keys",
+    "direct_se": "whole L-MMSE SE with solve='direct' (N_r x N_r Cholesky solve)",
     "unsafe_rbg": "whole channel generation with unsafe_rbg keys",
 }
-HEAVY_PARTS = ("direct_solve", "direct_se", "rbg", "unsafe_rbg")
+HEAVY_PARTS = ("direct_se", "unsafe_rbg")
 NUMPY_PARTS = {
     "normal": "normal draw W (PCG64, float64 pairs)",
     "sums": "steering-vector sums B_r W B_s^T",
@@ -519,20 +575,20 @@ NUMPY_PARTS = {
 }
 
 
-def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
-    """Per-drop seconds of each implementation's dominant operations alone, at the paper's
-    size (``JAX_PARTS``, ``NUMPY_PARTS``): the normal draw ``W[n, M, K, n_r, n_s]``, the
+def build_parts(env, env_cfg, heavy=True, seed=3):
+    """Each implementation's dominant operations alone, at the paper's size and batch 1
+    (``JAX_PARTS``, ``NUMPY_PARTS``): the normal draw ``W[n, M, K, n_r, n_s]``, the
     steering-vector sums, the MR Gram products, the L-MMSE solves (JAX: the Gram path of
     ``se._log_det_blocks`` with ``cfmimo_jax.linalg``'s ``cholesky`` / ``chol_solve``, and the
-    direct ``N_r x N_r`` path; NumPy: ``np.linalg.solve`` of the ``N_r x N_r`` system), and the
-    whole channel generation with ``rbg`` / ``unsafe_rbg`` keys. NumPy: the faster of 1 thread
-    and all cores, per repeat. Medians over ``repeats``."""
+    whole SE on the direct path; NumPy: ``np.linalg.solve`` of the ``N_r x N_r`` system, and a
+    LAPACK Cholesky of the Gram matrices for comparison), the whole JAX channel generation from
+    ``unsafe_rbg`` keys. Returns ``(jax_parts {key: (compiled, args)}, numpy_parts {key: fn},
+    sizes)``."""
     import jax
     import jax.numpy as jnp
 
     from cfmimo_jax.linalg import chol_solve, cholesky
 
-    env, _ = make_env(env_cfg, "mr")
     n, M, K, Nr, Ns = env.n_realizations, env.M, env.K, env.N_r, env.N_s
     m = env.model
     nr, ns = m.a_r.shape[1], m.a_s.shape[1]
@@ -543,8 +599,8 @@ def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
     pr = np.repeat(env.p_ant_max * np.ones(K), Ns)
     prj = jnp.asarray(pr, jnp.float32).astype(jnp.complex64)
 
-    def normal(keys):
-        return jax.vmap(lambda k: jax.random.normal(k, shape, jnp.complex64))(keys)
+    def normal(key):
+        return jax.random.normal(key, shape, jnp.complex64)
 
     def gram_solve(Gf):  # the L-MMSE Gram path of se._log_det_blocks
         W = jnp.einsum("...rx,...ry->...xy", jnp.conj(Gf), Gf)
@@ -553,42 +609,28 @@ def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
         S = (F * prj) @ jnp.conj(jnp.swapaxes(F, -1, -2))
         return chol_solve(S + eye, F)
 
-    def direct_solve(Gf):  # the N_r x N_r Cholesky solve of the direct path
-        Phi = jnp.einsum("...rx,x,...sx->...rs", Gf, prj, jnp.conj(Gf))
-        return chol_solve(Phi + jnp.eye(Nr, dtype=Gf.dtype), Gf)
-
-    chan = jax.vmap(jax_drop_channels(env, n))
-    res = {"jax": {k: {} for k in JAX_PARTS}, "numpy": {}, "numpy_runs": {}}
-    for B in batches:
-        keys = jax.random.split(jax.random.PRNGKey(seed), B)
-        W = normal(keys)
-        Gf = jnp.swapaxes(br @ (W @ bs.T), -3, -2).reshape(B, n, M, Nr, d)
-        G = jnp.swapaxes(Gf.reshape(B, n, M, Nr, K, Ns), -3, -2)
-        pp = jnp.full((B, K), env.p_ant_max, jnp.float32)
-        todo = {
-            "normal": (normal, (keys,)),
-            "sums": (lambda W: br @ (W @ bs.T), (W,)),
-            "mr_gram": (lambda Gf: jnp.einsum("...rx,...ry->...xy", jnp.conj(Gf), Gf), (Gf,)),
-            "gram_solve": (gram_solve, (Gf,)),
-        }
-        if heavy and B == max(batches):
-            todo["direct_solve"] = (direct_solve, (Gf,))
-            todo["direct_se"] = (jax.vmap(jax_se("l_mmse", "direct")), (G, pp))
-            for impl in ("rbg", "unsafe_rbg"):
-                todo[impl] = (chan, (jax.random.split(jax.random.key(seed, impl=impl), B),))
-        for name, (fn, a) in todo.items():
-            c, _ = aot(fn, *a)
-            calls = n_drops if B == 1 else 1
-            time_calls(c, a, 1)
-            ts = [time_calls(c, a, calls) / (calls * B) for _ in range(repeats)]
-            res["jax"][name][str(B)] = statistics.median(ts)
-        print(
-            f"parts B={B}: "
-            + ", ".join(
-                f"{k} {1e3 * v[str(B)]:.2f} ms" for k, v in res["jax"].items() if v.get(str(B))
-            ),
-            flush=True,
+    key = jax.random.PRNGKey(seed)
+    W = normal(key)
+    Gf = jnp.swapaxes(br @ (W @ bs.T), -3, -2).reshape(n, M, Nr, d)
+    G = jnp.swapaxes(Gf.reshape(n, M, Nr, K, Ns), -3, -2)
+    todo = {
+        "normal": (normal, (key,)),
+        "sums": (lambda W: br @ (W @ bs.T), (W,)),
+        "mr_gram": (lambda Gf: jnp.einsum("...rx,...ry->...xy", jnp.conj(Gf), Gf), (Gf,)),
+        "gram_solve": (gram_solve, (Gf,)),
+    }
+    if heavy:
+        pp = jnp.full((K,), env.p_ant_max, jnp.float32)
+        todo["direct_se"] = (jax_se("l_mmse", "direct"), (G, pp))
+        todo["unsafe_rbg"] = (
+            jax_drop_channels(env, n),
+            (jax.random.key(seed, impl="unsafe_rbg"),),
         )
+    jax_parts = {}
+    for name, (fn, a) in todo.items():
+        c, _ = aot(fn, *a)
+        time_calls(c, a, 1)
+        jax_parts[name] = (c, a)
     rng = np.random.default_rng(seed)
     Br, Bs = numpy_bases(env, env_cfg)["complex128"]
     Gn = nx.sample_channels(rng, Br, Bs, np.full((M, K), 1e3), n)
@@ -596,7 +638,7 @@ def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
     Phi = (Gfn * pr) @ np.conj(np.swapaxes(Gfn, -1, -2)) + np.eye(Nr)
     Wg = np.conj(np.swapaxes(Gfn, -1, -2)) @ Gfn + 1e-3 * np.eye(d)
     Wn = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-    np_parts = {
+    numpy_parts = {
         "normal": lambda: rng.standard_normal(shape) + 1j * rng.standard_normal(shape),
         "sums": lambda: Br @ (Wn @ Bs.T),
         "mr_gram": lambda: np.conj(np.swapaxes(Gfn, -1, -2)) @ Gfn,
@@ -604,32 +646,10 @@ def time_parts(env_cfg, batches, n_drops, repeats, heavy=True, seed=3):
         "gram_chol": lambda: np.linalg.cholesky(Wg),
         "drop": lambda: nx.drop_large_scale(rng, M, K),
     }
-    cores = os.cpu_count() or 1
-
-    def loop(fn, count):
-        t0 = time.perf_counter()
-        for _ in range(count):
-            fn()
-        return (time.perf_counter() - t0) / count
-
-    for name, fn in np_parts.items():
-        blas_threads(1)
+    for fn in numpy_parts.values():
         fn()
-        one = [loop(fn, n_drops) for _ in range(repeats)]
-        multi = []
-        if cores > 1 and blas_threads(cores) == cores:
-            multi = [loop(fn, min(2, n_drops)) for _ in range(repeats)]
-        blas_threads(1)
-        best = [min(a, b) for a, b in zip(one, multi, strict=True)] if multi else one
-        res["numpy"][name] = statistics.median(best)
-        res["numpy_runs"][name] = {"1 thread": one, f"{cores} threads": multi}
-    blas_threads(cores)
-    print(
-        "parts NumPy: " + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in res["numpy"].items()),
-        flush=True,
-    )
-    res["sizes"] = dict(n=n, M=M, K=K, N_r=Nr, N_s=Ns, n_r=nr, n_s=ns)
-    return res
+    sizes = dict(n=n, M=M, K=K, N_r=Nr, N_s=Ns, n_r=nr, n_s=ns)
+    return jax_parts, numpy_parts, sizes
 
 
 # ---- (c) training ---------------------------------------------------------------------------
@@ -708,10 +728,7 @@ def _x(x):
 def analyse(res, setup):
     """Headline and reading lines of (a), (b); whether the target is met."""
     ops, parts = res["ops"], res["parts"]
-    Bmax = str(max(setup["parts_batches"]))
-    jp = {k: v.get(Bmax) for k, v in parts["jax"].items()}
-    npp = parts["numpy"]
-    s = parts["sizes"]
+    jp, npp, pr, s = parts["jax"], parts["numpy"], parts["paired"], parts["sizes"]
     head, reading, met = [], [], []
     for op, o in ops.items():
         B = str(o["best_batch"])
@@ -724,70 +741,82 @@ def analyse(res, setup):
             f"{'met' if r >= TARGET else 'not met'})"
         )
     ch, mr, lm = ops["channels"], ops["se_mr"], ops["se_l_mmse"]
-    ch_j, ch_np = ch["jax_per_drop_s"], ch["numpy_ref_per_drop_s"]
-    if jp.get("normal"):
-        share = {"normal draw": jp["normal"], "steering-vector sums": jp["sums"]}
-        top = max(share, key=share.get)
-        line = (
-            f"Channel generation: the JAX drop takes {_ms(ch_j['1'])} ms at batch 1 and "
-            f"{_ms(ch_j[Bmax])} ms per drop at batch {Bmax}; alone, the normal draw of "
-            f"W[{s['n']}, {s['M']}, {s['K']}, {s['n_r']}, {s['n_s']}] takes {_ms(jp['normal'])} "
-            f"ms and the steering-vector sums {_ms(jp['sums'])} ms (the largest part: the {top},"
-            f" {100 * share[top] / ch_j[Bmax]:.0f}% of the drop at batch {Bmax}). NumPy's drop "
-            f"takes {_ms(ch_np)} ms: its normal draw {_ms(npp['normal'])} ms, the sums "
-            f"{_ms(npp['sums'])} ms, the large-scale fading {_ms(npp['drop'])} ms. JAX's normal "
-            f"draw (threefry bits and the inverse-erf transform) costs "
-            f"{jp['normal'] / npp['normal']:.2g}x NumPy's (PCG64 and the ziggurat, float64) for "
-            f"the same count of complex normals, so even with free sums and large-scale fading "
-            f"the JAX drop could beat NumPy's by at most {ch_np / jp['normal']:.2g}x: the draw "
-            f"bounds the ratio."
-        )
-        if jp.get("rbg") and jp.get("unsafe_rbg"):
-            line += (
-                f" With rbg / unsafe_rbg keys (chosen by the caller, no code change) the whole "
-                f"JAX generation takes {_ms(jp['rbg'])} / {_ms(jp['unsafe_rbg'])} ms per drop "
-                f"at batch {Bmax} (threefry: {_ms(ch_j[Bmax])} ms)."
-            )
-        reading.append(line)
-    if jp.get("mr_gram"):
-        mr_j = mr["jax_per_drop_s"]
+    batches = setup["batches"]
+    Bmax = str(max(batches))
+    slower = [op for op, o in ops.items() if o["jax_per_drop_s"][Bmax] > o["jax_per_drop_s"]["1"]]
+    if slower:
         reading.append(
-            f"SE with MR: JAX {_ms(mr_j['1'])} ms at batch 1, {_ms(mr_j[Bmax])} ms per drop at "
-            f"batch {Bmax}; NumPy {_ms(mr['numpy_ref_per_drop_s'])} ms (complex128), "
-            f"{_ms(mr['numpy_c64_per_drop_s'])} ms (complex64). The work is the Gram products "
-            f"G_m^H G_m ({s['n'] * s['M']} products of {s['N_r']} x {s['K'] * s['N_s']} per "
-            f"drop) and the moment sums of eq. (8); the products alone take "
-            f"{_ms(jp['mr_gram'])} ms in JAX (complex64) and {_ms(npp['mr_gram'])} ms in NumPy "
-            f"(complex128 BLAS), so with free moment sums the JAX SE could beat NumPy's by at "
-            f"most {mr['numpy_ref_per_drop_s'] / jp['mr_gram']:.2g}x: both are matrix-product "
-            f"bound, and XLA's complex64 products are not faster than OpenBLAS's complex128 ones "
-            f"by more than {npp['mr_gram'] / jp['mr_gram']:.2g}x here."
-        )
-    if jp.get("gram_solve"):
-        lm_j, lm_np = lm["jax_per_drop_s"], lm["numpy_ref_per_drop_s"]
-        line = (
-            f"SE with L-MMSE: JAX takes {_ms(lm_j['1'])} ms "
-            f"at batch 1, {_ms(lm_j[Bmax])} ms per drop at batch {Bmax}; its Gram-path "
-            f"Cholesky factor and Cholesky solve ({s['n'] * s['M']} systems of "
-            f"{s['K'] * s['N_s']} x {s['K'] * s['N_s']} per drop, `cfmimo_jax.linalg`) alone take "
-            f"{_ms(jp['gram_solve'])} ms ({100 * jp['gram_solve'] / lm_j[Bmax]:.0f}% of the SE). "
-            f"NumPy's LAPACK solve of the larger {s['N_r']} x {s['N_r']} system takes "
-            f"{_ms(npp['lmmse_solve'])} ms of its {_ms(lm_np)} ms, and a LAPACK Cholesky of the "
-            f"same {s['K'] * s['N_s']} x {s['K'] * s['N_s']} Gram matrices "
-            f"{_ms(npp['gram_chol'])} ms. `cfmimo_jax.linalg` writes the factorisation and the "
-            f"triangular solves as `lax.fori_loop`s over columns, vectorised over the batch "
-            f"(jaxlib's CPU LAPACK kernels can deadlock on a 2-core machine): "
-            f"{jp['gram_solve'] / npp['lmmse_solve']:.2g}x the time of NumPy's LAPACK solve, so "
-            f"even with everything else free the JAX SE could beat NumPy's by at most "
-            f"{lm_np / jp['gram_solve']:.2g}x: the factorisations bound the ratio."
-        )
-        if jp.get("direct_solve") and jp.get("direct_se"):
-            line += (
-                f" The direct path (solve='direct', the N_r x N_r Cholesky solve) is slower: the "
-                f"solve alone {_ms(jp['direct_solve'])} ms, the whole SE {_ms(jp['direct_se'])} "
-                f"ms per drop."
+            f"Batching does not help JAX here: per drop, batch {Bmax} is slower than batch 1 "
+            f"for {', '.join(OP_LABEL[op] for op in slower)} ("
+            + "; ".join(
+                f"{_ms(ops[op]['jax_per_drop_s']['1'])} -> {_ms(ops[op]['jax_per_drop_s'][Bmax])}"
+                " ms"
+                for op in slower
             )
-        reading.append(line)
+            + "). One drop is already a batch of per-BS problems (realizations x BSs) for "
+            "XLA; a larger vmapped batch presumably adds memory traffic more than parallelism "
+            "on 2 cores (not measured apart here). The ratios use each operation's best batch."
+        )
+    line = (
+        f"Channel generation: the JAX drop takes {_ms(ch['jax_per_drop_s']['1'])} ms at batch "
+        f"1; alone, its normal draw of W[{s['n']}, {s['M']}, {s['K']}, {s['n_r']}, {s['n_s']}] "
+        f"takes {_ms(jp['normal'])} ms ({100 * pr['jax_share_normal']:.0f}% of the drop, paired) "
+        f"and the steering-vector sums {_ms(jp['sums'])} ms. NumPy's drop takes "
+        f"{_ms(ch['numpy_ref_per_drop_s'])} ms: its normal draw {_ms(npp['normal'])} ms, the "
+        f"sums {_ms(npp['sums'])} ms, the large-scale fading {_ms(npp['drop'])} ms. JAX's draw "
+        f"(threefry bits and the inverse-erf transform) costs {pr['normal_jax_over_numpy']:.2g}x "
+        f"NumPy's (PCG64 and the ziggurat, float64) for the same number of complex normals, so "
+        f"with free sums and large-scale fading the JAX drop could beat NumPy's by at most "
+        f"{pr['bound_channels']:.2g}x: the normal draw bounds the ratio."
+    )
+    if "unsafe_rbg_over_threefry" in pr:
+        line += (
+            f" With unsafe_rbg keys (the caller's choice, no code change) the whole JAX "
+            f"generation takes {_ms(jp['unsafe_rbg'])} ms ({pr['unsafe_rbg_over_threefry']:.2g}x"
+            " the threefry time, paired)."
+        )
+    reading.append(line)
+    reading.append(
+        f"SE with MR: JAX {_ms(mr['jax_per_drop_s']['1'])} ms at batch 1, NumPy "
+        f"{_ms(mr['numpy_ref_per_drop_s'])} ms (complex128), "
+        f"{_ms(mr['numpy_c64_per_drop_s'])} ms (complex64). The work is the Gram products "
+        f"G_m^H G_m ({s['n'] * s['M']} products of {s['N_r']} x {s['K'] * s['N_s']} per drop) and "
+        f"the moment sums of eq. (8); the products alone take {_ms(jp['mr_gram'])} ms in JAX "
+        f"(complex64, {100 * pr['jax_share_mr_gram']:.0f}% of its SE) and {_ms(npp['mr_gram'])} ms "
+        f"in NumPy (complex128 BLAS): JAX / NumPy {pr['mr_gram_jax_over_numpy']:.2g}x for the "
+        f"same products, so with free moment sums the JAX SE could beat NumPy's by at most "
+        f"{pr['bound_se_mr']:.2g}x"
+        + (
+            ": the matrix products bound the ratio."
+            if pr["jax_share_mr_gram"] >= 0.5
+            else "; the rest of the JAX SE (the per-BS moment sums A A^H of eq. (8) and the "
+            f"K N_s x K N_s reshapes, {100 * (1 - pr['jax_share_mr_gram']):.0f}%) takes "
+            "most of its time."
+        )
+    )
+    line = (
+        f"SE with L-MMSE: JAX takes {_ms(lm['jax_per_drop_s']['1'])} ms at batch 1; its "
+        f"Gram-path Cholesky factor and Cholesky solve ({s['n'] * s['M']} systems of "
+        f"{s['K'] * s['N_s']} x {s['K'] * s['N_s']} per drop, `cfmimo_jax.linalg`) alone take "
+        f"{_ms(jp['gram_solve'])} ms ({100 * pr['jax_share_gram_solve']:.0f}% of the SE, paired). "
+        f"NumPy's LAPACK solve of the larger {s['N_r']} x {s['N_r']} system takes "
+        f"{_ms(npp['lmmse_solve'])} ms of its {_ms(lm['numpy_ref_per_drop_s'])} ms, and a LAPACK "
+        f"Cholesky of the same {s['K'] * s['N_s']} x {s['K'] * s['N_s']} Gram matrices "
+        f"{_ms(npp['gram_chol'])} ms. `cfmimo_jax.linalg` writes the factorisation and the "
+        "triangular solves as `lax.fori_loop`s over columns, vectorised over the batch "
+        "(jaxlib's CPU LAPACK kernels can deadlock on a 2-core machine): they take "
+        f"{pr['solve_jax_over_numpy']:.2g}x the time of NumPy's whole LAPACK solve "
+        f"({pr['gram_solve_jax_over_numpy_chol']:.2g}x its Cholesky of the same matrices), so "
+        f"with everything else free the JAX SE could beat NumPy's by at most "
+        f"{pr['bound_se_l_mmse']:.2g}x: the factorisations bound the ratio."
+    )
+    if "direct_over_gram_se" in pr:
+        line += (
+            f" The direct path (solve='direct', the {s['N_r']} x {s['N_r']} Cholesky solve) is "
+            f"slower still: {_ms(jp['direct_se'])} ms per drop "
+            f"({pr['direct_over_gram_se']:.2g}x the Gram path, paired)."
+        )
+    reading.append(line)
     return head, reading, all(met)
 
 
@@ -996,13 +1025,11 @@ def write_report(path, info, setup, res, wall):
     add("")
     add("### The dominant operations alone (per drop, ms)")
     add("")
-    pb = setup["parts_batches"]
-    add("| JAX operation (complex64) | " + " | ".join(f"B={B}" for B in pb) + " |")
-    add("|---|" + "---|" * len(pb))
+    add("| JAX operation (complex64, batch 1) | per drop |")
+    add("|---|---|")
     for key, label in JAX_PARTS.items():
-        v = parts["jax"].get(key, {})
-        if v:
-            add(f"| {label} | " + " | ".join(_ms(v.get(str(B))) for B in pb) + " |")
+        if key in parts["jax"]:
+            add(f"| {label} | {_ms(parts['jax'][key])} |")
     add("")
     add("| NumPy operation (complex128; faster of 1 thread / all cores) | per drop |")
     add("|---|---|")
@@ -1014,8 +1041,10 @@ def write_report(path, info, setup, res, wall):
         "G_m[N_r, K N_s] of one drop at full power for the products and solves (JAX Gram path as "
         "`se._log_det_blocks` runs it: W_m = G_m^H G_m, its Cholesky factor F, the Cholesky "
         "solve of I + F P F^H with K N_s right-hand sides; direct: the Cholesky solve of "
-        "Phi_m = I + G_m P G_m^H). rbg / unsafe_rbg: the whole channel generation (drop + "
-        "realizations) from keys of that PRNG implementation instead of the default threefry."
+        "Phi_m = I + G_m P G_m^H). unsafe_rbg: the whole channel generation (drop + "
+        "realizations) from keys of that PRNG implementation instead of the default threefry. "
+        "Timed in every repeat right after the whole operations (medians over the repeats; "
+        "shares and bounds in the reading are medians of per-repeat ratios)."
     )
     add("")
     add("## Training time per 2000 episodes (Table I)")
@@ -1081,11 +1110,9 @@ def main(argv=None):
         methods = args.methods.split(",")
     if args.combiners:
         combiners = args.combiners.split(",")
-    parts_batches = [batches[0], batches[-1]]
     setup = dict(
         quick=args.quick,
         batches=batches,
-        parts_batches=parts_batches,
         n_drops=n_drops,
         repeats=repeats,
         train_repeats=train_repeats,
@@ -1105,8 +1132,7 @@ def main(argv=None):
         env_cfg, n=256 if args.quick else 1024, n_drops=32 if args.quick else 256
     )
     print(f"channel parity: {res['channel_parity']}", flush=True)
-    res["ops"] = time_drop_ops(env_cfg, batches, n_drops, repeats)
-    res["parts"] = time_parts(env_cfg, parts_batches, n_drops, max(2, repeats - 1), heavy)
+    res["ops"], res["parts"] = time_drop_ops(env_cfg, batches, n_drops, repeats, heavy)
     res["training"] = []
     for comb in combiners:
         for meth in methods:
