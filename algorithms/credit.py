@@ -55,8 +55,9 @@ class HyperRewardMixer(nnx.Module):
 
     def __init__(self, state_features, n_agents, hidden, *, rngs: nnx.Rngs):
         self.n_agents = int(n_agents)
-        self.hyper = MLP(int(state_features), [int(hidden)], 2 * self.n_agents, out_scale=0.1,
-                         rngs=rngs)
+        self.hyper = MLP(
+            int(state_features), [int(hidden)], 2 * self.n_agents, out_scale=0.1, rngs=rngs
+        )
 
     def __call__(self, s, r_ex, r_in):
         w = self.hyper(s).reshape(s.shape[:-1] + (self.n_agents, 2))
@@ -80,7 +81,8 @@ class LocalIntrinsicReward(nnx.Module):
         self.scale = float(scale)
 
     def __call__(self, obs, u):
-        ids = jnp.broadcast_to(jnp.eye(self.n_agents, dtype=obs.dtype), obs.shape[:-1] + (
-            self.n_agents,))
+        ids = jnp.broadcast_to(
+            jnp.eye(self.n_agents, dtype=obs.dtype), obs.shape[:-1] + (self.n_agents,)
+        )
         x = jnp.concatenate([obs, u, ids], -1)
         return self.scale * jnp.tanh(self.net(x)[..., 0])

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-
 class HyperEntityEmbedding(nnx.Module):
     """``A_p`` of eq. (40): ``e[..., K, f_r]``, ``own[..., f_o]`` -> ``p[..., d]`` (ReLU).
 

@@ -191,7 +191,11 @@ class EntityActor(nnx.Module):
         if self.input == "hpn":
             ent = layout["entity"]
             self.embed = HyperEntityEmbedding(
-                ent.shape[1], len(layout["own"]), d, cfg["hpn_heads"], cfg["hyper_hidden"],
+                ent.shape[1],
+                len(layout["own"]),
+                d,
+                cfg["hpn_heads"],
+                cfg["hyper_hidden"],
                 rngs=rngs,
             )
         else:
@@ -220,13 +224,23 @@ class EntityActor(nnx.Module):
                     )
                 heads.append(
                     HyperEquivariantHead(
-                        layout["entity"].shape[1], int(cfg["rnn_hidden"]), d,
-                        cfg["hpn_heads"], cfg["hyper_hidden"], rngs=rngs,
+                        layout["entity"].shape[1],
+                        int(cfg["rnn_hidden"]),
+                        d,
+                        cfg["hpn_heads"],
+                        cfg["hyper_hidden"],
+                        rngs=rngs,
                     )
                 )
             else:
-                heads.append(nnx.Linear(int(cfg["rnn_hidden"]), n, rngs=rngs,
-                                        kernel_init=nnx.initializers.normal(0.01)))
+                heads.append(
+                    nnx.Linear(
+                        int(cfg["rnn_hidden"]),
+                        n,
+                        rngs=rngs,
+                        kernel_init=nnx.initializers.normal(0.01),
+                    )
+                )
             self.kinds.append(kind)
         self.heads = nnx.List(heads)
 
@@ -259,9 +273,20 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         for k, choices in _CHOICES.items():
             if sf[k] not in choices:
                 raise ValueError(f"{k} must be one of {choices}, got {sf[k]!r}")
-        for k in ("embed_dim", "hyper_hidden", "hpn_heads", "rnn_hidden", "rnn_iters",
-                  "gnn_rounds", "gnn_heads", "gnn_neighbours", "intrinsic_hidden",
-                  "intrinsic_heads", "meta_batch", "meta_period"):
+        for k in (
+            "embed_dim",
+            "hyper_hidden",
+            "hpn_heads",
+            "rnn_hidden",
+            "rnn_iters",
+            "gnn_rounds",
+            "gnn_heads",
+            "gnn_neighbours",
+            "intrinsic_hidden",
+            "intrinsic_heads",
+            "meta_batch",
+            "meta_period",
+        ):
             v = sf[k]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
@@ -285,12 +310,16 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
             self.opt_meta = op.optimizer(sf["lr_meta"], self.config.max_grad_norm)
         h = sf["intrinsic_hidden"]
         if sf["credit"] == "arn_hrn":
-            self.arn = _Net(lambda rngs: AttentionIntrinsicReward(
-                F, D, h, sf["intrinsic_heads"], sf["intrinsic_scale"], rngs=rngs))
+            self.arn = _Net(
+                lambda rngs: AttentionIntrinsicReward(
+                    F, D, h, sf["intrinsic_heads"], sf["intrinsic_scale"], rngs=rngs
+                )
+            )
             self.hrn = _Net(lambda rngs: HyperRewardMixer(self.S, A, h, rngs=rngs))
         elif sf["credit"] == "liir":
-            self.liir = _Net(lambda rngs: LocalIntrinsicReward(
-                F, D, A, h, sf["intrinsic_scale"], rngs=rngs))
+            self.liir = _Net(
+                lambda rngs: LocalIntrinsicReward(F, D, A, h, sf["intrinsic_scale"], rngs=rngs)
+            )
 
     # ---- networks -------------------------------------------------------------------------
 
@@ -376,7 +405,6 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
 
     def learn(self, params, opt_state, batch, key, grad_step):
         c, sf = self.config, self.sf
-        A, D = self.n_agents, self.D
         credit = sf.credit != "none"
         joint = self.joint_input(batch.obs, batch.state)
         joint2 = self.joint_input(batch.next_obs, batch.next_state)
@@ -404,8 +432,8 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         if credit:
             r_team = jnp.mean(r_ex, -1)
             y_ex = jax.lax.stop_gradient(
-                r_team + c.gamma * not_term[..., 0]
-                * self.q_ex(params["critic_ex_target"], joint2, u2)
+                r_team
+                + c.gamma * not_term[..., 0] * self.q_ex(params["critic_ex_target"], joint2, u2)
             )
 
             def ex_loss(p):
@@ -459,7 +487,10 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
             new_params["eta"] = new_eta
             new_opt["eta"] = os_eta
             new_params["critic_ex_target"] = op.target_update(
-                params["critic_ex_target"], new_params["critic_ex"], grad_step, c.tau,
+                params["critic_ex_target"],
+                new_params["critic_ex"],
+                grad_step,
+                c.tau,
                 c.target_period,
             )
             metrics.update(

@@ -174,7 +174,9 @@ def test_move_only_control_uses_fractional_power(env_params):
     env_j, p = env_params
     env, _ = envs.make("mobile_ap", {**CONFIG, "control": "move"})
     assert set(env.action_space) == {"move"} and set(env.heuristics()) == {
-        "static_fractional", "gradient_oracle"}
+        "static_fractional",
+        "gradient_oracle",
+    }
     obs, st = env.reset(jax.random.PRNGKey(0), p)
     zero = {"move": jnp.zeros((env.M, 2))}
     _, r, _ = env.transition(st, zero, p)

@@ -100,8 +100,9 @@ def test_mlp_actor_is_not_permutation_invariant(env_params, obs_batch):
     params = tr.actor_net.init(jax.random.PRNGKey(1))
     z = _split(env, np.asarray(tr.policy_pre(params, obs_batch)))
     perm = np.array([1, 2, 0])
-    zp = _split(env, np.asarray(tr.policy_pre(params, _permute_ues(obs_batch, env.obs_layout,
-                                                                     perm))))
+    zp = _split(
+        env, np.asarray(tr.policy_pre(params, _permute_ues(obs_batch, env.obs_layout, perm)))
+    )
     assert np.max(np.abs(zp["move"] - z["move"])) > 1e-3
 
 
@@ -153,8 +154,9 @@ def test_neighbour_mask_against_brute_force():
             want = np.zeros(7, bool)
             want[np.argsort(d)[:3]] = True
             np.testing.assert_array_equal(got[b, i], want)
-    assert not np.asarray(neighbour_mask(jnp.asarray(pos), 10, 1.0))[:, np.arange(7),
-                                                                      np.arange(7)].any()
+    assert not np.asarray(neighbour_mask(jnp.asarray(pos), 10, 1.0))[
+        :, np.arange(7), np.arange(7)
+    ].any()
     assert np.asarray(neighbour_mask(jnp.asarray(pos), 10, 1.0)).sum() == 3 * 7 * 6
 
 
@@ -169,15 +171,27 @@ def test_meta_gradient_matches_finite_differences(env_params, obs_batch, preset)
     rng = np.random.default_rng(6)
     act = jnp.asarray(rng.uniform(-1, 1, (B, env.M, tr.D)), jnp.float32)
     obs = jnp.asarray(obs_batch)
-    joint = obs.reshape(B, -1) if not tr.uses_global_state else jnp.asarray(
-        rng.normal(size=(B, tr.S)), jnp.float32)
+    joint = (
+        obs.reshape(B, -1)
+        if not tr.uses_global_state
+        else jnp.asarray(rng.normal(size=(B, tr.S)), jnp.float32)
+    )
     r_ex = jnp.asarray(rng.normal(10.0, 1.0, (B, env.M)), jnp.float32)
     v_terms = jnp.asarray(rng.normal(0.0, 1.0, (B, env.M)), jnp.float32)
     eta = params["eta"]
 
     def f(e):
-        return tr.meta_objective(params["actor"], params["critic"], params["critic_ex"], e, obs,
-                                 act, joint, r_ex, v_terms)
+        return tr.meta_objective(
+            params["actor"],
+            params["critic"],
+            params["critic_ex"],
+            e,
+            obs,
+            act,
+            joint,
+            r_ex,
+            v_terms,
+        )
 
     g = jax.jit(jax.grad(f))(eta)
     f = jax.jit(f)
@@ -185,8 +199,10 @@ def test_meta_gradient_matches_finite_differences(env_params, obs_batch, preset)
     dirs = [jnp.asarray(rng.normal(size=x.shape), x.dtype) for x in leaves]
     norm = np.sqrt(sum(float(jnp.sum(d**2)) for d in dirs))
     dirs = jax.tree.unflatten(tdef, [d / norm for d in dirs])
-    analytic = sum(float(jnp.sum(a * b)) for a, b in zip(jax.tree.leaves(g),
-                                                         jax.tree.leaves(dirs), strict=True))
+    analytic = sum(
+        float(jnp.sum(a * b))
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(dirs), strict=True)
+    )
     eps = 1e-2
     plus = f(jax.tree.map(lambda x, d: x + eps * d, eta, dirs))
     minus = f(jax.tree.map(lambda x, d: x - eps * d, eta, dirs))
@@ -209,8 +225,11 @@ def test_bad_configurations(env_params):
     for over, name in bad:
         cfg = {**SMALL, **over}
         with pytest.raises(ValueError, match=name):
-            tr = sf_maddpg.make_train({**sf_maddpg.DEFAULT_CONFIG, **cfg,
-                                       "actor_input": over.get("actor_input", "hpn")}, env, p)
+            tr = sf_maddpg.make_train(
+                {**sf_maddpg.DEFAULT_CONFIG, **cfg, "actor_input": over.get("actor_input", "hpn")},
+                env,
+                p,
+            )
             tr.actor_net.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="unknown"):
         algorithms.make_train("sf_maddpg", {"bogus": 1}, env, p)
@@ -223,9 +242,20 @@ def test_short_training_improves_over_its_start(env_params):
     """A seeded SF-MADDPG run raises the greedy policy's mean reward on held-out drops over
     its initial parameters."""
     env, p = env_params
-    cfg = {**SMALL, "n_updates": 24, "updates_per_chunk": 24, "n_envs": 8, "n_steps": 5,
-           "batch_size": 64, "meta_batch": 16, "learning_starts": 64, "noise_decay_steps": 60,
-           "gamma": 0.5, "lr_actor": 0.003, "lr_critic": 0.003}
+    cfg = {
+        **SMALL,
+        "n_updates": 24,
+        "updates_per_chunk": 24,
+        "n_envs": 8,
+        "n_steps": 5,
+        "batch_size": 64,
+        "meta_batch": 16,
+        "learning_starts": 64,
+        "noise_decay_steps": 60,
+        "gamma": 0.5,
+        "lr_actor": 0.003,
+        "lr_critic": 0.003,
+    }
     tr = algorithms.make_train("sf_maddpg", cfg, env, p)
     rs0 = tr.init(jax.random.PRNGKey(0))
     rs, m = jax.jit(tr.update)(rs0)
