@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _validate as V
 from .estimation import as_complex, powers, real_dtype
-from .linalg import chol_solve, inv_chol
+from .linalg import _cholesky_last, _from_last, _substitute_last, _to_last, chol_solve, inv_chol
 
 CENTRALIZED = ("mmse", "p_mmse", "p_rzf", "mr")
 DISTRIBUTED = ("l_mmse", "lp_mmse", "mr")
@@ -489,11 +489,16 @@ def cluster_rzf(H, cluster, D, alpha):
     (:func:`mrt_precoders`). ``w_mk = 0`` for every other pair and wherever a segment is
     zero.
 
-    Static shapes: one ``K x K`` system per AP (the system of its cluster, users outside
-    ``K_C`` masked to identity rows), so a cluster of ``s`` APs solves its system ``s`` times;
-    cost ``O(M^2 K^2 + M K^3)``. Inside ``jit`` the inputs are assumed valid (integer labels,
-    finite ``H``, ``alpha > 0``; checked here when concrete). In float32, a small ``alpha``
-    relative to the Gram (``|K_C| > |C| N`` or nearly collinear users) loses accuracy.
+    Static shapes: the clusters of at least two APs (at most ``R = M // 2`` of them) are
+    gathered into a table of ``R`` slots by their root (the lowest AP index of the label);
+    each slot's cluster Gram ``sum_{n in C} H_n^H H_n`` (a segment sum of the per-AP Grams over
+    the roots; users outside ``K_C`` masked to identity rows) is factored once (Cholesky), and
+    every AP solves with its cluster's factor for its own ``N`` right-hand sides,
+    ``W_C[m]^T = (A_C^{-1} conj(H_m))^*`` (``A_C`` Hermitian), instead of forming
+    ``A_C^{-1}``. Cost ``O(M K^2 N + (M / 2) K^3)`` per realization. Inside ``jit`` the inputs
+    are assumed valid (integer labels, finite ``H``, ``alpha > 0``; checked here when
+    concrete). In float32, a small ``alpha`` relative to the Gram (``|K_C| > |C| N`` or nearly
+    collinear users) loses accuracy.
     """
     _check_cluster_rzf(H, cluster, D, alpha)
     H = as_complex(H)
@@ -505,15 +510,27 @@ def _cluster_rzf(H, cluster, D, alpha):
     rdt = real_dtype(H)
     S = same_cluster(cluster)  # [M, M]
     size = jnp.sum(S, axis=1)  # [M]
-    users = (S.astype(rdt) @ D.astype(rdt)) > 0  # [M, K]: K_C(m)
-    G = gram_cross(H, H)  # [M, K, K]: H_m^H H_m
-    # Gram of each AP's cluster, sum_{n in C(m)} H_n^H H_n, as one real matmul (packed)
-    Gc = unpack_hermitian(masked_sum(S, pack_hermitian(G)[None])[0])  # [M, K, K]
-    u = users.astype(rdt)
+    root = jnp.argmax(S, axis=1).astype(jnp.int32)  # lowest AP index with the same label
+    # per-root cluster Gram sum_{n in C} H_n^H H_n and K_C (zero / false off the roots)
+    G = jnp.einsum("mjn,mkn->mjk", jnp.conj(H), H)  # [M, K, K]: H_m^H H_m (a batched dot)
+    Gr = jax.ops.segment_sum(G, root, num_segments=M)
+    ur = jax.ops.segment_max(D.astype(jnp.int32), root, num_segments=M) > 0  # [M, K]
+    # the clusters of >= 2 APs in R = M // 2 slots (padding slots: identity systems)
+    R = max(M // 2, 1)
+    multi = (root == jnp.arange(M, dtype=jnp.int32)) & (size >= 2)
+    (ridx,) = jnp.nonzero(multi, size=R, fill_value=0)
+    valid = jnp.arange(R) < jnp.sum(multi)
+    u = (ur[ridx] & valid[:, None]).astype(rdt)  # [R, K]
     eye = jnp.eye(K, dtype=rdt)
     diag = jnp.asarray(alpha, rdt) * u + (1.0 - u)  # alpha on K_C, identity rows elsewhere
-    A = Gc * (u[:, :, None] * u[:, None, :]).astype(H.dtype) + (diag[:, :, None] * eye)
-    X = chol_solve(A, (u[:, :, None] * eye).astype(H.dtype))  # [M, K(j), K(k)]
-    W_rzf = jnp.einsum("mja,mjk->mka", H, X)  # AP m's segment of w_k^C
+    A = Gr[ridx] * (u[:, :, None] * u[:, None, :]).astype(H.dtype) + (diag[:, :, None] * eye)
+    Lc = _cholesky_last(_to_last(A))  # [K, K, R]
+    # every AP solves with its cluster's factor: Y_m = A_C^{-1} conj(H_m) on K_C
+    slot = jnp.clip((jnp.cumsum(multi) - 1)[root], 0, R - 1)  # [M]
+    Lm = Lc[:, :, slot]  # [K, K, M]
+    rhs = jnp.conj(H) * ur[root].astype(H.dtype)[:, :, None]  # [M, K(j), N]
+    Y = _substitute_last(Lm, _to_last(rhs), lower=True)
+    Y = _substitute_last(Lm, Y, lower=False, adjoint=True)
+    W_rzf = jnp.conj(_from_last(Y, (M,)))  # [M, K(k), N]: AP m's segment of w_k^C
     W = jnp.where((size >= 2)[:, None, None], W_rzf, H * D.astype(H.dtype)[..., None])
     return _unit_columns(W)

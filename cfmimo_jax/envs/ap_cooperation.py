@@ -193,7 +193,8 @@ from ..cooperation import (
     _central_precoders,
     _clusters,
     _downlink_sinr,
-    _interference_metric,
+    _interference_power,
+    _metric_from_power,
     _neighbours,
     rates,
 )
@@ -458,14 +459,15 @@ class APCooperation(MultiAgentEnv):
         # eq. (7) under no cooperation (MRT, equal powers), averaged over metric_samples draws
         rho0 = equal_powers(D, params.ap_power_mw).astype(rdt)
 
-        def one(k):
+        def one(k):  # the inner sums of eq. (7) for one draw, [M, K]
             k_h, k_n = jax.random.split(k)
             H, Hhat = self._channels(k_h, k_n, gain, pilot, est, params)
             W0 = mrt_precoders(Hhat, D)
-            return _interference_metric(H, W0, rho0, D, self.exclude_desired)
+            return _interference_power(H, W0, rho0, D, self.exclude_desired)
 
+        # eq. (7) is linear in the inner sums: average them over the draws, then I once
         keys = jax.random.split(k_metric, self.metric_samples)
-        I = jnp.mean(jax.lax.map(one, keys), axis=0)
+        I = _metric_from_power(jnp.mean(jax.vmap(one)(keys), axis=0), D)
         idx, mask = _neighbours(I, self.Q, params.neighbour_ratio, self.per_ap)
         I_nb = jnp.where(mask, jnp.take_along_axis(I, idx, axis=1), 0.0).astype(rdt)
         top = jnp.max(I_nb, axis=1, keepdims=True)
