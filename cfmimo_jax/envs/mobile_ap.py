@@ -507,7 +507,8 @@ DEFAULT_CONFIG = {
     "opt_steps": 30,  # Adam steps of the gradient oracle per slot
     "opt_lr": 0.05,  # its learning rate
     "control": "joint",  # joint: move + power + antenna actions | move: mobility only
-    # (equal power P_ap / K, q = 1: the paper's "single PI architecture", Figs. 5(a), 6)
+    # (fractional power of the new gains, q = 1: the paper's "single PI architecture",
+    # Figs. 5(a), 6)
     "obs_offset_db": -20.0,  # observed gains (gain_db - offset) / scale
     "obs_scale_db": 20.0,
     "obs_se_scale": 2.0,  # observed SE / scale
