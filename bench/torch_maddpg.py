@@ -179,18 +179,32 @@ class TorchMADDPG:
 
     ``setups``: the pool of network setups of ``PowerControlNumPy``; ``env_kwargs``: its keyword
     arguments (``tau_p``, ``tau_c``, ``p_max``, ``episode_steps``, observation scaling).
+    ``make_env`` (optional, instead of the two): ``make_env(seed) -> env``, any NumPy
+    environment with the same interface (``reset``, ``step``, ``global_state``, ``n_agents``,
+    ``obs_dim``, ``state_dim``, ``action_low`` / ``action_high`` and, for ``D > 1`` action
+    features per agent, ``act_dim``; e.g. ``bench/numpy_mobile_ap.py``), one per network with
+    the seeds ``seed * 100003 + 1 + i``.
     """
 
-    def __init__(self, cfg: TorchMADDPGConfig, setups: dict, env_kwargs: dict, seed: int = 0):
+    def __init__(
+        self,
+        cfg: TorchMADDPGConfig,
+        setups: dict | None = None,
+        env_kwargs: dict | None = None,
+        seed: int = 0,
+        make_env=None,
+    ):
         self.cfg = cfg
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.envs = [
-            PowerControlNumPy(setups, seed=seed * 100003 + 1 + i, **env_kwargs)
-            for i in range(cfg.n_envs)
-        ]
+        seeds = [seed * 100003 + 1 + i for i in range(cfg.n_envs)]
+        if make_env is not None:
+            self.envs = [make_env(s) for s in seeds]
+        else:
+            self.envs = [PowerControlNumPy(setups, seed=s, **env_kwargs) for s in seeds]
         e = self.envs[0]
-        self.A, self.F, self.S, self.D = e.n_agents, e.obs_dim, e.state_dim, 1
+        self.A, self.F, self.S = e.n_agents, e.obs_dim, e.state_dim
+        self.D = int(getattr(e, "act_dim", 1))
         self.low, self.high = e.action_low, e.action_high
         h = tuple(cfg.hidden)
         A, D = self.A, self.D

@@ -48,14 +48,14 @@ def _to_flat_env_units(npe, u):
 
 
 def _actions(npe, rng, forced, st):
-    """Random flat actions in (and beyond) [-1, 1]; ``forced``: AP 0 flies onto UE 0 (the
-    distance projection), AP 1 out of the area, AP 2 stays with every budget fraction 1 and
+    """Random flat actions in (and beyond) [-1, 1]; ``forced``: AP 0 flies to 4 m from UE 0
+    (the distance projection), AP 1 out of the area, AP 2 stays with every budget fraction 1 and
     one antenna weighted up (power and antenna excesses)."""
     M, N, K = npe.M, npe.N, npe.K
     u = rng.uniform(-1.4, 1.4, (M, N + 2 + K))
     if forced:
         d = nm.wrapped_displacement(np.asarray(st.ap_pos), np.asarray(st.ue_pos), npe.side)[0, 0]
-        u[0, N : N + 2] = d / npe.max_step
+        u[0, N : N + 2] = d * (1.0 - 4.0 / np.linalg.norm(d)) / npe.max_step  # 4 m short
         u[1, N : N + 2] = (-1.0, -1.0)
         u[2, N : N + 2] = 0.0
         u[2, N + 2 :] = 1.0
@@ -111,7 +111,7 @@ def test_step_matches_jax_env():
         np.testing.assert_allclose(npe.global_state(), np.asarray(gstate(st)), atol=1e-8)
         if t == 0:  # the forced step: every penalty is live
             v = info_n["sum_se"] - r_n  # per-agent penalties
-            assert v[0] > 0.3  # flew onto UE 0: about d_min / max_step = 0.4
+            assert v[0] > 0.2  # 4 m from UE 0: (d_min - 4) / max_step = 0.24
             assert v[1] > 0.3  # 25 m diagonally from 5 m off the corner: 2 (25 / sqrt 2 - 5) / 25
             assert v[2] > 2.0  # budget excess K - 1 = 2, plus the antenna excess
     assert n_done == 2
