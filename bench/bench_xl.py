@@ -17,20 +17,24 @@ configuration): ``M = 9`` BSs of ``9 x 9`` patches, ``K = 6`` UEs of ``3 x 3``, 
 (b) SE evaluation per drop: ``cfmimo_jax.se.uplink_se_log_det`` ([XL-FUZZY] eq. (8)) with MR and
     L-MMSE combining on those realizations.
 
-    JAX: ``jax.jit(jax.vmap(f))`` over a batch of ``B`` drops, float32/complex64 (the precision
-    the trainers run in), ahead-of-time compiled (compile time reported apart), per drop =
-    call time / ``B``; ``B = 1`` is timed as ``n_drops`` calls in a row. NumPy:
+    JAX: ``jax.jit(jax.vmap(f))`` over a batch of ``B`` drops (1 and 64), float32 / complex64
+    (the precision the trainers run in), ahead-of-time compiled (compile time reported apart),
+    per drop = call time / ``B``; ``B = 1`` is timed as ``n_drops`` calls in a row. NumPy:
     ``bench/numpy_xl.py`` (vectorised over realizations, BSs and UEs), one drop after another
-    in a Python loop, complex128 (the reference) and complex64. Each repeat times every JAX
-    batch size and then the NumPy loop back to back (a *pair*: the same load from other jobs);
-    per-drop times are medians over repeats and ratios the median of the paired ratios.
+    in a Python loop, complex128 (the reference: the faster of OpenBLAS at 1 thread and at all
+    cores, since on a loaded 2-core machine the threaded one can be 10-100x slower) and
+    complex64. Each repeat times every JAX batch size, then the NumPy loop, then the dominant
+    operations alone, back to back (a *pair*: the same load from other jobs); per-drop times
+    are medians over repeats and ratios the median of the paired ratios.
 (c) Training time per 2000 episodes of ``fl_ctce``, ``fl_ctde`` and ``maddpg`` with L-MMSE and
     MR combining, with the canonical budget's hyper-parameters (16 environments, 5 vectorised
     steps per update, one gradient step of batch 128 per vectorised step, one-step episodes),
     in the steady state: ``jax.jit(trainer.update).lower(state).compile()`` timed apart, one
     warm-up call, then timed calls of one update (80 episodes) each, ``block_until_ready``;
-    per 2000 episodes = median call time x 2000 / 80. Two settings differ from the canonical
-    run, neither changing the per-episode work: one update per call (the canonical chunk is 25
+    per 2000 episodes = median call time x 2000 / 80; next to it, in the same phase, the
+    environment alone (``env.step_batch`` of the 16 environments for 5 vectorised steps in one
+    compiled ``lax.scan``, random actions). Two settings differ from the canonical run,
+    neither changing the per-episode work: one update per call (the canonical chunk is 25
     updates = 2000 episodes), and ``learning_starts = 80`` (the first call's transitions), so
     every timed step learns after one warm-up call. Next to the paper's Table I (1.124 / 1.056
     / 1.182 s with L-MMSE, 0.382 / 0.347 / 0.411 s with MR for FL-CTCE / FL-CTDE / MADDPG):
@@ -655,6 +659,47 @@ def build_parts(env, env_cfg, heavy=True, seed=3):
 # ---- (c) training ---------------------------------------------------------------------------
 
 
+def time_env_alone(env_cfg, combiner, n_envs, n_steps, repeats, seed=0):
+    """Seconds per 2000 episodes of the environment alone, as the trainers step it:
+    ``n_steps`` vectorised ``env.step_batch`` calls of ``n_envs`` environments (random actions
+    in the action box; with one-step episodes every step auto-resets: a new drop, its channel
+    realizations and the SE of eq. (8)) in one compiled ``lax.scan``, no acting network, buffer
+    or gradient steps; one warm-up call, then ``repeats`` timed calls (median)."""
+    import jax
+    import jax.numpy as jnp
+
+    env, ep = make_env(env_cfg, combiner)
+    lo = float(np.min(env.action_space.low))
+    hi = float(np.max(env.action_space.high))
+    _, st = jax.jit(jax.vmap(env.reset, (0, None)))(
+        jax.random.split(jax.random.PRNGKey(seed), n_envs), ep
+    )
+
+    def loop(st, key):
+        def body(st, k):
+            k_a, k_e = jax.random.split(k)
+            a = jax.random.uniform(k_a, (n_envs, env.n_agents, 1), minval=lo, maxval=hi)
+            _, st, r, _, _ = env.step_batch(jax.random.split(k_e, n_envs), st, a, ep)
+            return st, jnp.mean(r)
+
+        return jax.lax.scan(body, st, jax.random.split(key, n_steps))
+
+    key = jax.random.PRNGKey(seed + 1)
+    compiled, compile_s = aot(loop, st, key)
+    time_calls(compiled, (st, key), 1)
+    runs = [time_calls(compiled, (st, key), 1) for _ in range(repeats)]
+    episodes = n_envs * n_steps / env.episode_steps
+    return {
+        "combiner": combiner,
+        "n_envs": n_envs,
+        "n_steps": n_steps,
+        "compile_s": compile_s,
+        "runs_s": runs,
+        "s_per_2000_episodes": statistics.median(runs) * EPISODES_PER_TABLE / episodes,
+        "load1": os.getloadavg()[0],
+    }
+
+
 def time_training(env_cfg, budget, combiner, method, repeats, n_envs=None, seed=0):
     """Steady-state seconds per 2000 episodes of one trainer (module docstring, (c))."""
     import jax
@@ -766,8 +811,8 @@ def analyse(res, setup):
         f"sums {_ms(npp['sums'])} ms, the large-scale fading {_ms(npp['drop'])} ms. JAX's draw "
         f"(threefry bits and the inverse-erf transform) costs {pr['normal_jax_over_numpy']:.2g}x "
         f"NumPy's (PCG64 and the ziggurat, float64) for the same number of complex normals, so "
-        f"with free sums and large-scale fading the JAX drop could beat NumPy's by at most "
-        f"{pr['bound_channels']:.2g}x: the normal draw bounds the ratio."
+        f"even with free sums and large-scale fading the ratio NumPy / JAX could reach at most "
+        f"{pr['bound_channels']:.2g}x: the normal draw bounds it."
     )
     if "unsafe_rbg_over_threefry" in pr:
         line += (
@@ -784,14 +829,14 @@ def analyse(res, setup):
         f"the moment sums of eq. (8); the products alone take {_ms(jp['mr_gram'])} ms in JAX "
         f"(complex64, {100 * pr['jax_share_mr_gram']:.0f}% of its SE) and {_ms(npp['mr_gram'])} ms "
         f"in NumPy (complex128 BLAS): JAX / NumPy {pr['mr_gram_jax_over_numpy']:.2g}x for the "
-        f"same products, so with free moment sums the JAX SE could beat NumPy's by at most "
-        f"{pr['bound_se_mr']:.2g}x"
+        f"same products, so even with free moment sums the ratio NumPy / JAX could reach at "
+        f"most {pr['bound_se_mr']:.2g}x"
         + (
             ": the matrix products bound the ratio."
             if pr["jax_share_mr_gram"] >= 0.5
-            else "; the rest of the JAX SE (the per-BS moment sums A A^H of eq. (8) and the "
-            f"K N_s x K N_s reshapes, {100 * (1 - pr['jax_share_mr_gram']):.0f}%) takes "
-            "most of its time."
+            else "; the rest of the JAX SE (the per-BS second moments A A^H and the other "
+            f"terms of eq. (8), {100 * (1 - pr['jax_share_mr_gram']):.0f}%) takes most of its "
+            "time."
         )
     )
     line = (
@@ -807,8 +852,8 @@ def analyse(res, setup):
         "(jaxlib's CPU LAPACK kernels can deadlock on a 2-core machine): they take "
         f"{pr['solve_jax_over_numpy']:.2g}x the time of NumPy's whole LAPACK solve "
         f"({pr['gram_solve_jax_over_numpy_chol']:.2g}x its Cholesky of the same matrices), so "
-        f"with everything else free the JAX SE could beat NumPy's by at most "
-        f"{pr['bound_se_l_mmse']:.2g}x: the factorisations bound the ratio."
+        f"even with everything else free the ratio NumPy / JAX could reach at most "
+        f"{pr['bound_se_l_mmse']:.2g}x: the factorisations bound it."
     )
     if "direct_over_gram_se" in pr:
         line += (
@@ -832,18 +877,25 @@ def training_reading(res, setup):
         line = f"Training with {LABEL[comb]}, per 2000 episodes on this CPU: {ours}"
         if paper:
             line += f" (Table I, PyTorch on a GTX 3060: {paper} s)"
-        env = [r["env_estimate_s"] for r in rows if r.get("env_estimate_s") is not None]
-        if env:
+        x = [r["s_per_2000_episodes"] / r["paper_s"] for r in rows if r.get("paper_s")]
+        e = res.get("env_alone", {}).get(comb)
+        if e:
             med = statistics.median(r["s_per_2000_episodes"] for r in rows)
             line += (
-                f". The environment alone (channel generation + SE of 2000 drops at batch "
-                f"{setup['train_n_envs']}, from (a) and (b)) accounts for {env[0]:.3g} s, "
-                f"{100 * env[0] / med:.0f}% of the median trainer"
+                f". The environment alone (2000 drops: channel generation and the SE, stepped "
+                f"as the trainers step it, {setup['train_n_envs']} at a time) takes "
+                f"{e['s_per_2000_episodes']:.3g} s, {100 * e['s_per_2000_episodes'] / med:.0f}% of "
+                "the median trainer"
             )
         lines.append(
             line + f". The networks are small (64-64 MLPs, batch 128, one gradient step per "
-            f"{setup['train_n_envs']} drops): the time is the environment's, which this CPU "
-            "computes on 2 shared cores and the paper's GPU in parallel."
+            f"{setup['train_n_envs']} drops): most of the time is the environment's, which this "
+            "CPU computes on 2 shared cores and the paper's GPU in parallel."
+            + (
+                f" Table I's times are {min(x):.0f}-{max(x):.0f}x smaller (no GPU run here)."
+                if x
+                else ""
+            )
         )
     return lines
 
@@ -1051,13 +1103,13 @@ def write_report(path, info, setup, res, wall):
     add("")
     add(
         "| combiner | method | JAX on this CPU: s / 2000 episodes (steady) | timed calls (s) | "
-        "compile (s) | environment alone, est. (s / 2000) | Table I: PyTorch, GTX 3060 (s) | "
+        "compile (s) | environment alone (s / 2000) | Table I: PyTorch, GTX 3060 (s) | "
         "ours / paper | every timed step learns, metrics finite | load |"
     )
     add("|---|---|---|---|---|---|---|---|---|---|")
     for r in train:
         p = r.get("paper_s")
-        env = r.get("env_estimate_s")
+        env = r.get("env_alone_s")
         add(
             f"| {LABEL[r['combiner']]} | {r['method']} | **{r['s_per_2000_episodes']:.3g}** | "
             + ", ".join(f"{x:.2f}" for x in r["runs_s"])
@@ -1068,11 +1120,16 @@ def write_report(path, info, setup, res, wall):
         )
     add("")
     add(
-        "Environment alone, est.: 2000 x the per-drop time of (a) + (b) at the trainers' batch "
-        f"(B = {setup['train_n_envs']}, table above): the channel draw and the SE without "
-        "acting, buffer or gradient steps. Table I's ordering (FL-CTDE the fastest, L-MMSE about "
-        "3x MR) is the paper's implementation's; here the three trainers share the environment, "
-        "which dominates their time."
+        "Environment alone: the trainers' environment steps by themselves (`env.step_batch` of "
+        f"{setup['train_n_envs']} environments, 5 vectorised steps in one compiled `lax.scan`, "
+        "random actions; every step a new drop, its 8 realizations and the SE), timed in the "
+        "same phase just before the trainers of that combiner; compile "
+        + ", ".join(
+            f"{LABEL[c]} {e['compile_s']:.1f} s" for c, e in res.get("env_alone", {}).items()
+        )
+        + ". Table I's ordering (FL-CTDE the fastest, L-MMSE about 3x MR) is the paper's "
+        "implementation's; here the three trainers share the environment, which takes most of "
+        "their time."
     )
     add("")
     add("## Reading")
@@ -1103,7 +1160,7 @@ def main(argv=None):
         batches, n_drops, repeats, train_repeats = [1, 4], 2, 2, 1
         methods, combiners, train_n_envs, heavy = ["fl_ctce"], ["mr"], 2, False
     else:
-        batches, n_drops, repeats = [1, 16, 64], 8, args.repeats
+        batches, n_drops, repeats = [1, 64], 8, args.repeats
         train_repeats, heavy = args.train_repeats, True
         methods, combiners, train_n_envs = list(METHODS), list(COMBINERS), None
     if args.methods:
@@ -1133,17 +1190,21 @@ def main(argv=None):
     )
     print(f"channel parity: {res['channel_parity']}", flush=True)
     res["ops"], res["parts"] = time_drop_ops(env_cfg, batches, n_drops, repeats, heavy)
-    res["training"] = []
+    res["training"], res["env_alone"] = [], {}
     for comb in combiners:
+        e = time_env_alone(
+            env_cfg, comb, setup["train_n_envs"], budget[METHODS[0]]["n_steps"], train_repeats
+        )
+        res["env_alone"][comb] = e
+        print(
+            f"env alone {comb}: {e['s_per_2000_episodes']:.2f} s / 2000 episodes (runs "
+            f"{', '.join(f'{x:.2f}' for x in e['runs_s'])} s, compile {e['compile_s']:.1f} s)",
+            flush=True,
+        )
         for meth in methods:
             r = time_training(env_cfg, budget, comb, meth, train_repeats, n_envs=train_n_envs)
             r["paper_s"] = paper.get(comb, {}).get(meth)
-            B = str(r["n_envs"])
-            if B in res["ops"]["channels"]["jax_per_drop_s"]:
-                r["env_estimate_s"] = EPISODES_PER_TABLE * (
-                    res["ops"]["channels"]["jax_per_drop_s"][B]
-                    + res["ops"][f"se_{comb}"]["jax_per_drop_s"][B]
-                )
+            r["env_alone_s"] = e["s_per_2000_episodes"]
             res["training"].append(r)
             print(
                 f"train {comb} {meth}: {r['s_per_2000_episodes']:.2f} s / 2000 episodes (runs "
