@@ -505,6 +505,41 @@ def cluster_rzf(H, cluster, D, alpha):
     return _cluster_rzf(H, jnp.asarray(cluster), jnp.asarray(D).astype(bool), alpha)
 
 
+_SOLVE_BLOCK = 8
+
+
+def _blocked_substitute(Lc, B, adjoint: bool = False):
+    """Triangular solve with the batch last: ``Lc X = B`` (``adjoint=False``, forward) or
+    ``Lc^H X = B`` (``adjoint``, backward), ``Lc[n, n, Bt]`` lower triangular (a Cholesky
+    factor, e.g. of :func:`cfmimo_jax.linalg.cholesky`), ``B[n, m, Bt]`` ``-> X[n, m, Bt]``.
+
+    Blocked substitution: a static loop over the ``ceil(n / 8)`` diagonal blocks; each block's
+    rows are solved by :mod:`cfmimo_jax.linalg`'s row substitution (a ``fori_loop`` over at
+    most 8 rows), then subtracted from all the remaining right-hand sides at once,
+    ``B_rest -= L_rest,j X_j`` (forward; ``L_j,rest^H X_j`` backward). About ``n^2 m / 2``
+    multiply-adds per matrix (the unblocked loop reads all ``n`` rows at every step: 4x slower
+    for ``n = 40``, ``m = 4`` here).
+    """
+    n = Lc.shape[0]
+    starts = list(range(0, n, _SOLVE_BLOCK))
+    out = []
+    if not adjoint:
+        for j0 in starts:
+            j1 = min(j0 + _SOLVE_BLOCK, n)
+            Xj = _substitute_last(Lc[j0:j1, j0:j1], B[: j1 - j0], lower=True)
+            out.append(Xj)
+            if j1 < n:
+                B = B[j1 - j0 :] - jnp.sum(Lc[j1:, j0:j1, None] * Xj[None], axis=1)
+        return jnp.concatenate(out, axis=0)
+    for j0 in starts[::-1]:
+        j1 = min(j0 + _SOLVE_BLOCK, n)
+        Xj = _substitute_last(Lc[j0:j1, j0:j1], B[j0:], lower=False, adjoint=True)
+        out.append(Xj)
+        if j0 > 0:
+            B = B[:j0] - jnp.sum(jnp.conj(Lc[j0:j1, :j0])[:, :, None] * Xj[:, None], axis=0)
+    return jnp.concatenate(out[::-1], axis=0)
+
+
 def _cluster_rzf(H, cluster, D, alpha):
     M, K, N = H.shape
     rdt = real_dtype(H)
@@ -529,8 +564,7 @@ def _cluster_rzf(H, cluster, D, alpha):
     slot = jnp.clip((jnp.cumsum(multi) - 1)[root], 0, R - 1)  # [M]
     Lm = Lc[:, :, slot]  # [K, K, M]
     rhs = jnp.conj(H) * ur[root].astype(H.dtype)[:, :, None]  # [M, K(j), N]
-    Y = _substitute_last(Lm, _to_last(rhs), lower=True)
-    Y = _substitute_last(Lm, Y, lower=False, adjoint=True)
+    Y = _blocked_substitute(Lm, _blocked_substitute(Lm, _to_last(rhs)), adjoint=True)
     W_rzf = jnp.conj(_from_last(Y, (M,)))  # [M, K(k), N]: AP m's segment of w_k^C
     W = jnp.where((size >= 2)[:, None, None], W_rzf, H * D.astype(H.dtype)[..., None])
     return _unit_columns(W)
