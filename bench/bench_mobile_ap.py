@@ -56,6 +56,11 @@ Where the time goes (per network, each part compiled and timed apart at ``PARTS_
 networks): the JAX move + projection, path loss + local scattering, the MMSE statistics, power
 mapping + SE, the whole step without reset, and the reset; the NumPy parts likewise.
 
+``--extend RESULTS.json`` (a second run): the environment points and the per-part split that
+a saved run skipped for its budget, added to it and marked run 2; the NumPy reference of the
+added points is measured again in that run (at the largest NumPy point the saved run measured)
+and extrapolated from there by the rule above, so every ratio is still within one run.
+
 Budget: a point is skipped when its predicted time (per-step cost of the previous point times
 its steps, plus a compile as long as the last one) exceeds ``--max-point-s`` or the time left of
 ``--budget-s``; the report says which and why. Order: parity, the environment points up to 64
@@ -245,8 +250,8 @@ def jax_state(env, params, ap, ue, channel, se_fn):
 def env_parity(env, params, n_drops=3, seed=5):
     """NumPy vs JAX from the same states and actions: every NumPy step starts from the JAX
     state; rewards, SEs and observations compared; step 0 of every drop forces AP 0 to 4 m from
-    UE 0 (it starts 15 m away; d_min = 10 m), AP 1 out of the area (from 5 m off a corner)
-    and AP 2 to a budget
+    UE 0 (it starts 15 m away; d_min = 10 m), AP 1 out of the area (from 5 m off a corner),
+    both with equal budget fractions and ``q = 1``, and AP 2 to a budget
     and an antenna excess."""
     import jax
     import jax.numpy as jnp
@@ -275,6 +280,8 @@ def env_parity(env, params, n_drops=3, seed=5):
             if t == 0:
                 disp = ue[0] - ap[0]  # 15 m: stop 4 m short of the UE (inside its disc)
                 u[0, N : N + 2] = disp * (1.0 - 4.0 / np.linalg.norm(disp)) / env.max_step
+                u[:2, :N] = 1.0  # APs 0 and 1: q = 1 and budget fractions 1 / K (no excess)
+                u[:2, N + 2 :] = 2.0 / K - 1.0
                 if M > 2:
                     u[1, N : N + 2] = -1.0
                     u[2, N : N + 2] = 0.0
@@ -485,14 +492,15 @@ def time_numpy_env(env, params, n_envs, max_s, per_step_guess, seed=0, max_repea
     }
 
 
-def numpy_point(env, params, n, args, res):
-    """A measured or extrapolated NumPy point (module docstring: the rule)."""
-    measured = [r for r in res["numpy_env"] if not r["extrapolated"]]
+def numpy_point(env, params, n, max_s, measured, run=1):
+    """A measured or extrapolated NumPy point (module docstring: the rule); ``measured``: the
+    measured points of this run, the last one the reference of an extrapolation."""
     T = env.episode_steps
     if measured:
         per = measured[-1]["per_env_step_s"]
-        if per * n * T * 2 > args.numpy_max_s:  # two calls would not fit
+        if per * n * T * 2 > max_s:  # two calls would not fit
             return {
+                "run": run,
                 "n_envs": n,
                 "steps_per_s": 1.0 / per,
                 "per_env_step_s": per,
@@ -500,7 +508,7 @@ def numpy_point(env, params, n, args, res):
                 "from_n_envs": measured[-1]["n_envs"],
                 "load1": os.getloadavg()[0],
             }
-    return time_numpy_env(env, params, n, args.numpy_max_s, None)
+    return dict(time_numpy_env(env, params, n, max_s, None), run=run)
 
 
 # ---- where the time goes --------------------------------------------------------------------
@@ -746,7 +754,10 @@ def _ms(x):
 
 
 def _us(x):
-    return "-" if x is None else f"{1e6 * x:.3g}"
+    if x is None:
+        return "-"
+    v = 1e6 * x
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def reading(res, setup):
@@ -800,8 +811,8 @@ def reading(res, setup):
                 f"**{r['steps_per_s'] / tt['steps_per_s']:.2f}x**"
                 for name, r in tj.items()
             )
-            + " (only maddpg is the same algorithm; sf_maddpg and pe_maddpg do more work per "
-            "gradient step and are compared with the reference's rate)."
+            + " (only maddpg is the reference's algorithm; sf_maddpg and pe_maddpg are "
+            "compared with its rate)."
         )
     if "maddpg" in tj and tt:
         m = tj["maddpg"]
@@ -813,8 +824,18 @@ def reading(res, setup):
             else ""
         )
         sp = tt["split_per_vec_step_s"]
+        envs_alone = {r["n_envs"]: r for r in res["jax_env"]}.get(m["n_envs"])
+        if nl and envs_alone:
+            e_ms = envs_alone["per_env_step_s"] * m["n_envs"]
+            part += (
+                f"; the environments alone take {_ms(e_ms)} ms at {m['n_envs']} networks in "
+                f"part (a), so the trainer's own work outside the gradient step (acting, the "
+                f"buffer insert into its {setup['trainer_configs']['maddpg']['buffer_size']}-"
+                f"transition buffer, metrics) costs about {_ms(nl - e_ms)} ms per vectorised "
+                "step"
+            )
         out.append(
-            f"A MADDPG vectorised step: JAX {_ms(m['per_vec_step_s'])} ms{part}, PyTorch "
+            f"A MADDPG vectorised step: JAX {_ms(m['per_vec_step_s'])} ms{part}. PyTorch "
             f"{_ms(tt['per_vec_step_s'])} ms (NumPy environment loop {_ms(sp['env_s'])} ms, "
             f"gradient step {_ms(sp['learn_s'])} ms, acting {_ms(sp['act_s'])} ms, buffer "
             f"{_ms(sp['buffer_s'])} ms)."
@@ -873,6 +894,14 @@ def write_report(path, info, setup, res, wall):
     )
     add(f"- `uptime` at start: `{info['uptime_start']}`")
     add(f"- `uptime` at end: `{info['uptime_end']}`")
+    for i, x in enumerate(info.get("extensions", [])):
+        ref = x["numpy_reference"]
+        add(
+            f"- Run {i + 2} (`--extend`, commit {x['commit']}: {', '.join(x['what'])}; its "
+            f"NumPy reference measured again at {ref['n_envs']} networks, "
+            f"{_f(ref['steps_per_s'])} steps/s): `uptime` at start `{x['uptime_start']}`, at "
+            f"end `{x['uptime_end']}`"
+        )
     add(
         f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} ({info['devices']}),"
         f" PyTorch {info['torch']}; {info['mem_gib']:.0f} GiB memory available; peak resident "
@@ -907,8 +936,10 @@ def write_report(path, info, setup, res, wall):
             f"{p['obs_max_abs']:.1e} (float32 JAX vs float64 NumPy). The forced step's "
             f"per-agent penalties (first drop): "
             + ", ".join(f"{x:.3g}" for x in fp[:3])
-            + " bit/s/Hz (AP 0 flown to 4 m from a UE, AP 1 out of the area, AP 2 over its "
-            "budget and "
+            + " bit/s/Hz (AP 0 flown to 4 m from a UE: (d_min - 4) / max_step = 0.24; AP 1 "
+            "from 5 m off a corner out of the area; both at equal power and q = 1, which put "
+            "about 1 % over the antenna limit; AP 2 at budget fractions 1: excess K - 1, and "
+            "over "
             "its antenna limit)."
         )
     n = res.get("net_parity")
@@ -968,6 +999,7 @@ def write_report(path, info, setup, res, wall):
                     "from " + str(m["from_n_envs"]) if m["extrapolated"] else str(len(m["runs_s"]))
                 )
             )
+            + (f" (run {j['run']})" if j is not None and j.get("run", 1) > 1 else "")
         )
         load = (
             ("-" if j is None else f"{j['load1']:.1f}")
@@ -983,7 +1015,11 @@ def write_report(path, info, setup, res, wall):
     add("")
     parts = res.get("parts")
     if parts:
-        add(f"### Where the time goes (us per network, at {parts['n_envs']} JAX networks)")
+        add(
+            f"### Where the time goes (us per network, at {parts['n_envs']} JAX networks"
+            + (f", run {parts['run']}" if parts.get("run", 1) > 1 else "")
+            + ")"
+        )
         add("")
         add(
             "| part | JAX (vmapped, compiled apart, best of 3) | NumPy (one network) | "
@@ -1020,7 +1056,7 @@ def write_report(path, info, setup, res, wall):
     if tt:
         add(
             f"| maddpg | PyTorch ({tt['threads']} thread(s)) on NumPy envs | {tt['n_envs']} | "
-            f"{_f(tt['steps_per_s'])} | 1 | {_ms(tt['per_vec_step_s'])} | "
+            f"{_f(tt['steps_per_s'])} | 1 (reference) | {_ms(tt['per_vec_step_s'])} | "
             f"{_ms(tt['grad_step_s'])} | "
             f"- | {', '.join(f'{x:.2f}' for x in tt['runs_s'])} ({tt['vec_steps_per_block']} "
             f"steps a block) | {tt['load1']:.1f} |"
@@ -1068,6 +1104,101 @@ def write_report(path, info, setup, res, wall):
 # ---- main -----------------------------------------------------------------------------------
 
 
+def env_point(env, params, n, args, clock, res, last, measured_np, run=1):
+    """One point of part (a): JAX (skipped by the budget rule) and NumPy (measured or
+    extrapolated from ``measured_np[-1]``). ``last``: compile time and per-step cost of the
+    previous JAX point (the prediction), updated."""
+    T = env.episode_steps
+    # fewer repeats at large sizes: 3 timed + 1 warm-up up to 64 networks, 2 + 1 at 256,
+    # 1 + 0 from 1024 (the AOT compile comes first, so a first call compiles nothing)
+    repeats = args.repeats if n <= 64 else min(args.repeats, 2) if n < 1024 else 1
+    warmup = 1 if n < 1024 else 0
+    if last["per"] is not None:
+        pred = last["compile"] + (repeats + warmup) * T * n * last["per"]
+        why = clock.skip(pred)
+        if why:
+            res["skipped"].append({"part": "env", "n_envs": n, "what": f"env at {n}", "why": why})
+            print(f"env {n}: skipped ({why})", flush=True)
+            return
+    r = dict(time_jax_env(env, params, n, repeats, warmup), run=run)
+    res["jax_env"].append(r)
+    last["compile"], last["per"] = r["compile_s"], r["per_env_step_s"]
+    m = numpy_point(env, params, n, args.numpy_max_s, measured_np, run)
+    if not m["extrapolated"]:
+        measured_np.append(m)
+    res["numpy_env"].append(m)
+    print(
+        f"env {n}: JAX {r['steps_per_s']:.0f}/s (compile {r['compile_s']:.0f} s), NumPy "
+        f"{m['steps_per_s']:.0f}/s{' (extrapolated)' if m['extrapolated'] else ''}",
+        flush=True,
+    )
+
+
+def parts_point(env, params, n_list, clock, res, last):
+    n_parts = min(PARTS_N, max(n_list))
+    pred = 50.0 + 2 * n_parts * (last["per"] or 2e-3) * 10
+    why = clock.skip(pred)
+    if why:
+        res["skipped"].append({"part": "parts", "what": "per-part split", "why": why})
+    else:
+        res["parts"] = parts_split(env, params, n_parts)
+
+
+def finish(args, info, setup, res, t_start, wall_before=0.0):
+    res["reading"] = reading(res, setup)
+    info["max_rss_gib"] = max(
+        info.get("max_rss_gib", 0.0),
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    )
+    wall = wall_before + time.perf_counter() - t_start
+    out = args.out or (
+        "/tmp/RESULTS_mobile_ap_quick.md"
+        if setup["quick"]
+        else os.path.join(ROOT, "bench", "RESULTS_mobile_ap.md")
+    )
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump({"machine": info, "setup": setup, "results": res, "wall_s": wall}, f, indent=1)
+    write_report(out, info, setup, res, wall)
+    print(f"wrote {out} ({wall:.0f} s)")
+    return 0
+
+
+def extend(args):
+    """``--extend JSON``: run the environment points and the per-part split that the saved run
+    skipped, within this run's budget, and add them (marked run 2). The NumPy reference of the
+    added points is measured again in this run (at the largest NumPy point the saved run
+    measured) and extrapolated from there by the same rule."""
+    with open(args.extend) as f:
+        d = json.load(f)
+    info, setup, res = d["machine"], d["setup"], d["results"]
+    t_start = time.perf_counter()
+    run = {"uptime_start": _uptime(), "commit": _git("rev-parse", "--short", "HEAD")}
+    clock = Clock(args.budget_s, args.max_point_s)
+    env, params = make_env(setup["quick"])
+    todo = [s for s in res["skipped"] if s.get("part") in ("env", "parts")]
+    res["skipped"] = [s for s in res["skipped"] if s not in todo]
+    measured = [r for r in res["numpy_env"] if not r["extrapolated"]]
+    ref_n = max(r["n_envs"] for r in measured)
+    ref = dict(time_numpy_env(env, params, ref_n, args.numpy_max_s, None), run=2)
+    run["numpy_reference"] = ref
+    print(f"NumPy reference at {ref_n}: {ref['steps_per_s']:.0f}/s", flush=True)
+    prev = res["jax_env"][-1]
+    last = {"compile": prev["compile_s"], "per": prev["per_env_step_s"]}
+    for s in todo:
+        if s["part"] == "env":
+            env_point(env, params, s["n_envs"], args, clock, res, last, [ref], run=2)
+    if any(s["part"] == "parts" for s in todo):
+        parts_point(env, params, setup["n_envs"], clock, res, last)
+        if "parts" in res:
+            res["parts"]["run"] = 2
+    res["jax_env"].sort(key=lambda r: r["n_envs"])
+    res["numpy_env"].sort(key=lambda r: r["n_envs"])
+    run["uptime_end"] = _uptime()
+    run["what"] = [s["what"] for s in todo]
+    info.setdefault("extensions", []).append(run)
+    return finish(args, info, setup, res, t_start, d["wall_s"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (small network, 1 and 4 envs)")
@@ -1091,7 +1222,15 @@ def main(argv=None):
     ap.add_argument(
         "--report-only", default=None, metavar="JSON", help="rewrite the markdown from a JSON"
     )
+    ap.add_argument(
+        "--extend",
+        default=None,
+        metavar="JSON",
+        help="add the environment points and the split a saved run skipped (a second run)",
+    )
     args = ap.parse_args(argv)
+    if args.extend:
+        return extend(args)
     if args.report_only:
         with open(args.report_only) as f:
             d = json.load(f)
@@ -1146,36 +1285,10 @@ def main(argv=None):
         print(f"net parity: Q {res['net_parity']['q_max_abs']:.1e}", flush=True)
 
     last = {"compile": GUESS["env_compile"], "per": None}
-
-    def env_point(n):
-        T = env.episode_steps
-        # fewer repeats at large sizes: 3 timed + 1 warm-up up to 64 networks, 2 + 1 at 256,
-        # 1 + 0 from 1024 (the AOT compile comes first, so a first call compiles nothing)
-        repeats = args.repeats if n <= 64 else min(args.repeats, 2) if n < 1024 else 1
-        warmup = 1 if n < 1024 else 0
-        if last["per"] is not None:
-            pred = last["compile"] + (repeats + warmup) * T * n * last["per"]
-            why = clock.skip(pred)
-            if why:
-                res["skipped"].append(
-                    {"part": "env", "n_envs": n, "what": f"env at {n}", "why": why}
-                )
-                print(f"env {n}: skipped ({why})", flush=True)
-                return
-        r = time_jax_env(env, params, n, repeats, warmup)
-        res["jax_env"].append(r)
-        last["compile"], last["per"] = r["compile_s"], r["per_env_step_s"]
-        m = numpy_point(env, params, n, args, res)
-        res["numpy_env"].append(m)
-        print(
-            f"env {n}: JAX {r['steps_per_s']:.0f}/s (compile {r['compile_s']:.0f} s), NumPy "
-            f"{m['steps_per_s']:.0f}/s{' (extrapolated)' if m['extrapolated'] else ''}",
-            flush=True,
-        )
-
+    measured_np = []
     for n in n_list:
         if n <= EARLY:
-            env_point(n)
+            env_point(env, params, n, args, clock, res, last, measured_np)
 
     def train_point(algo, learn_alone):
         trainer = build_trainer(algo, env, params, args.quick, args.table2)
@@ -1196,7 +1309,7 @@ def main(argv=None):
             res["skipped"].append({"part": "train", "what": f"{algo} (JAX)", "why": why})
             print(f"train {algo}: skipped ({why})", flush=True)
             return None
-        r = time_train_jax(trainer, max(2, args.repeats - 1), learn_alone)
+        r = time_train_jax(trainer, args.repeats, learn_alone)
         r["algo"] = algo
         res["train_jax"].append(r)
         print(
@@ -1210,8 +1323,7 @@ def main(argv=None):
     if "maddpg" in algos:
         trainer = train_point("maddpg", learn_alone=True)
         if have_torch and trainer is not None:
-            pred = 3 * args.torch_max_s
-            why = clock.skip(pred)
+            why = clock.skip(3 * args.torch_max_s)
             if why:
                 res["skipped"].append({"part": "train", "what": "maddpg (PyTorch)", "why": why})
             else:
@@ -1219,38 +1331,21 @@ def main(argv=None):
                     env, params, trainer, args.torch_threads, args.torch_max_s
                 )
                 print(
-                    f"torch maddpg: {res['train_torch']['steps_per_s']:.0f} env steps/s", flush=True
+                    f"torch maddpg: {res['train_torch']['steps_per_s']:.0f} env steps/s",
+                    flush=True,
                 )
     if "sf_maddpg" in algos:
         train_point("sf_maddpg", learn_alone=False)
     for n in n_list:
         if n > EARLY:
-            env_point(n)
+            env_point(env, params, n, args, clock, res, last, measured_np)
     if "pe_maddpg" in algos:
         train_point("pe_maddpg", learn_alone=False)
     if not args.no_parts:
-        n_parts = min(PARTS_N, max(n_list))
-        pred = 50.0 + 2 * n_parts * (last["per"] or 2e-3) * 10
-        why = clock.skip(pred)
-        if why:
-            res["skipped"].append({"part": "parts", "what": "per-part split", "why": why})
-        else:
-            res["parts"] = parts_split(env, params, n_parts)
-    res["reading"] = reading(res, setup)
+        parts_point(env, params, n_list, clock, res, last)
     info["uptime_end"] = _uptime()
     info["load_end"] = list(os.getloadavg())
-    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    wall = time.perf_counter() - t_start
-    out = args.out or (
-        "/tmp/RESULTS_mobile_ap_quick.md"
-        if args.quick
-        else os.path.join(ROOT, "bench", "RESULTS_mobile_ap.md")
-    )
-    with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump({"machine": info, "setup": setup, "results": res, "wall_s": wall}, f, indent=1)
-    write_report(out, info, setup, res, wall)
-    print(f"wrote {out} ({wall:.0f} s)")
-    return 0
+    return finish(args, info, setup, res, t_start)
 
 
 if __name__ == "__main__":
