@@ -258,13 +258,17 @@ class MobileAP(MultiAgentEnv):
         ks = np.arange(K)
         self.obs_layout = {
             "entity": np.stack(
-                [ks, K + ks, 2 * K + 2 + 2 * ks, 2 * K + 3 + 2 * ks, 4 * K + 2 + ks,
-                 5 * K + 2 + N + ks],
+                [
+                    ks,
+                    K + ks,
+                    2 * K + 2 + 2 * ks,
+                    2 * K + 3 + 2 * ks,
+                    4 * K + 2 + ks,
+                    5 * K + 2 + N + ks,
+                ],
                 axis=1,
             ).astype(np.int32),
-            "own": np.concatenate([[2 * K, 2 * K + 1], 5 * K + 2 + np.arange(N)]).astype(
-                np.int32
-            ),
+            "own": np.concatenate([[2 * K, 2 * K + 1], 5 * K + 2 + np.arange(N)]).astype(np.int32),
             "position": np.array([2 * K, 2 * K + 1], np.int32),
             "position_period": 1.0,
         }
