@@ -18,8 +18,8 @@ shadowing, pilots and serving sets are fixed within an episode (one ``reset`` = 
 the small-scale fading is uncorrelated Rayleigh, redrawn at every step: ``h_mk = sqrt(beta_mk)
 g_mk``, ``g_mk ~ CN(0, I_N)`` (eq. (1)), with MMSE estimates from a fresh pilot
 transmission at the UE power ``pilot_power_mw`` (eq. (4) = book eq. (4.5) with ``R = beta
-I``: ``cfmimo_jax.estimation``'s received pilots and MMSE matrices ``sqrt(p) R Psi^{-1}``,
-the latter computed once at reset, a scalar times ``I`` per pair).
+I``: ``cfmimo_jax.estimation``'s received pilots and the MMSE matrices ``sqrt(p) R
+Psi^{-1}``, computed once at reset, a scalar times ``I`` per pair, in closed form).
 
 Serving sets (eq. (2)): ``M_k = {m : beta_mk >= delta max_m' beta_m'k}`` capped at the
 ``max_aps_per_ue`` strongest (Table I: 5), ``D[M, K]``
@@ -198,7 +198,7 @@ from ..cooperation import (
     _neighbours,
     rates,
 )
-from ..estimation import _pilot_signal, mmse_matrices
+from ..estimation import _pilot_signal
 from ..pilots import _threshold_clusters
 from ..processing import _cluster_rzf, cluster_serving, mrt_precoders
 from ..setup import generate_setup
@@ -370,11 +370,13 @@ class APCooperation(MultiAgentEnv):
         return H, Hhat
 
     def _mmse_coefficient(self, gain, pilot, params):
-        """The MMSE matrix ``sqrt(p) R Psi^{-1}`` of ``R = gain I`` is ``c I``: ``-> c[M, K]``."""
-        cdt = jnp.result_type(gain.dtype, jnp.complex64)
-        R = gain[..., None, None].astype(cdt) * jnp.eye(self.N, dtype=cdt)
-        A = mmse_matrices(R, pilot, params.pilot_power_mw, self.tau_p)
-        return jnp.real(A[..., 0, 0])
+        """The MMSE matrix ``sqrt(p) R Psi^{-1}`` of ``R = gain I`` is ``c I`` (book eqs.
+        (4.5)-(4.6)), in closed form: ``c_mk = sqrt(p) beta_mk / psi_mk``, ``psi_mk = p tau_p
+        sum_{i: t_i = t_k} beta_mi + 1``; ``gain[M, K]``, ``pilot[K]`` ``-> c[M, K]``."""
+        p = jnp.asarray(params.pilot_power_mw, gain.dtype)
+        w = jax.nn.one_hot(pilot, self.tau_p, dtype=gain.dtype) * (p * self.tau_p)  # [K, tau_p]
+        psi = gain @ w + 1.0  # [M, tau_p]
+        return jnp.sqrt(p) * gain / psi[:, pilot]
 
     def precoders(self, labels, Hhat, D, params):
         """``(W[M, K, N], rho[M, K])`` of cluster labels ``[M]``: joint RZF per cluster, MRT
