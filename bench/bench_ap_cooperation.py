@@ -959,7 +959,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="markdown report")
     ap.add_argument("--sizes", default=None, help="comma list of n_envs for (a)")
     ap.add_argument("--train-sizes", default=None, help="comma list of n_envs for (b)")
-    ap.add_argument("--budget-s", type=float, default=720.0, help="whole-run time budget")
+    ap.add_argument("--budget-s", type=float, default=780.0, help="whole-run time budget")
     ap.add_argument("--max-point-s", type=float, default=200.0, help="largest predicted point")
     ap.add_argument(
         "--torch-threads",
