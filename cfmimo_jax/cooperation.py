@@ -112,9 +112,10 @@ def _interference_power(H, W, rho, D, exclude_desired=False):
     ``H, W[M, K, N]``, ``rho, D[M, K]`` ``-> T[M, K]`` (real).
 
     Computed as ``h_nk^H R_n h_nk`` with the ``N x N`` transmit covariance
-    ``R_n = sum_{j in K_n} rho_nj w_nj w_nj^H`` (``O(M K N^2)``, two batched dots that read
-    ``H`` once, instead of the ``[M, K, K]`` cross Gram); ``exclude_desired`` subtracts the
-    ``j = k`` terms ``rho_nk |h_nk^H w_nk|^2`` (clipped at 0 against round-off)."""
+    ``R_n = sum_{j in K_n} rho_nj w_nj w_nj^H`` (``O(M K N^2)`` in two batched dots, instead of
+    the ``[M, K, K]`` cross Gram, a ``K``-fold reduction into which XLA fuses, and so
+    recomputes, whatever produced ``H``); ``exclude_desired`` subtracts the ``j = k`` terms
+    ``rho_nk |h_nk^H w_nk|^2`` (clipped at 0 against round-off)."""
     rdt = real_dtype(H)
     q = (rho.astype(rdt) * D.astype(rdt)).astype(H.dtype)  # [n, j]
     R = jnp.einsum("mja,mjb->mab", W * q[..., None], jnp.conj(W))  # [M, N, N]

@@ -164,7 +164,8 @@ The centralized references, on other drops (8 x 3 steps through
 ``algorithms.evaluation.evaluate_policies``, key 0, where none gives 140.9 and full 187.5
 bit/s/Hz): ``central_przf`` 198.2 bit/s/Hz, 14.62 dB; ``central_pmmse`` 199.3 bit/s/Hz,
 14.71 dB, 6 % above full cooperation within the neighbour tables. Per network and step they
-cost about a tenth of the cluster RZF (``bench/RESULTS_ap_cooperation.md``).
+cost about 0.6x (P-RZF) and 1.2x (P-MMSE) the cluster RZF of full cooperation
+(``bench/RESULTS_ap_cooperation.md``).
 
 Values the paper leaves out, chosen here: ``delta = 0.01`` (-20 dB; with the cap of 5, 75 % of
 the UEs get 5 APs, 4.4 on average, 1.8 UEs per AP, 16 % of the APs serve none), book section
