@@ -258,7 +258,7 @@ class EntityActor(nnx.Module):
         outs = []
         for kind, head in zip(self.kinds, self.heads, strict=True):  # over action leaves
             if kind == "entity":
-                outs.append(head(split_entities(obs, self.layout)[0], b))  # D_p, eq. (41)
+                outs.append(head(e, b))  # D_p, eq. (41)
             else:
                 outs.append(head(b))  # C_p
         return jnp.concatenate(outs, -1)
