@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -151,3 +152,31 @@ def test_unknown_sample_key_is_refused():
         evaluate_policies(env, params, [pol], key, 2, 1, samples=("final_obs",))
     out = evaluate_policy(env, params, pol, key, 2, 1)  # no samples: the means alone
     assert isinstance(out, dict) and out["sum_se"].shape == (1,)
+
+
+def test_state_policy_batches_equal_vmap():
+    """``state_policy(per_env, batch_size)`` (``lax.map`` in chunks, a remainder included)
+    gives the vectorised result over any batch shape; a bad ``batch_size`` raises."""
+    from cfmimo_jax.envs.base import state_policy
+
+    def per_env(state):
+        return jnp.tanh(state["x"] @ state["w"]) * 2.0
+
+    rng = np.random.default_rng(0)
+    state = {
+        "x": jnp.asarray(rng.normal(size=(2, 5, 3, 4))),
+        "w": jnp.asarray(rng.normal(size=(2, 5, 4))),
+    }
+    obs = jnp.zeros((2, 5, 3, 1))
+    want = np.asarray(state_policy(per_env)(obs, state))
+    loop = np.stack(
+        [[per_env({k: v[i, j] for k, v in state.items()}) for j in range(5)] for i in range(2)]
+    )
+    np.testing.assert_allclose(want, loop, rtol=1e-6)
+    for b in (1, 3, 10, 64):
+        np.testing.assert_allclose(
+            np.asarray(state_policy(per_env, b)(obs, state)), want, rtol=1e-6
+        )
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            state_policy(per_env, bad)

@@ -63,6 +63,9 @@ def test_run_config_and_validation():
     assert rc["env"]["combiner"] == "mr" and rc["env"]["n_bs"] == 2
     assert rc["trainer"]["n_updates"] == 2 and rc["trainer"]["shared_parameters"] is False
     assert rx.run_config(cfg, "l_mmse", "maddpg", 0)["env"]["combiner"] == "l_mmse"
+    # the heuristics (the same drops for every method of a seed) only in the first method's run
+    assert rc["eval"]["heuristics"] == [] and cfg["methods"][0] == "fl_ctce"
+    assert rx.run_config(cfg, "mr", "fl_ctce", 2)["eval"]["heuristics"] is None
     train_mod.validate_train(rc)
     d = load_config(None, [], command="reproduce_xl_uplink")
     full = rx.run_config(d, "l_mmse", "fl_ctce", 0)
@@ -97,9 +100,12 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch, capsys):
     def fake_train(cfg, out_dir, **kw):
         v, m, s = cfg["env"]["combiner"], cfg["algorithm"], cfg["seed"]
         calls.append((v, m, s))
+        evaluation = _fake_eval(v, m, s)
+        if cfg["eval"]["heuristics"] == []:  # as cfmimo train: the learned policy only
+            evaluation = {k: e for k, e in evaluation.items() if k.startswith("learned")}
         summary = {
             "config": cfg,
-            "evaluation": _fake_eval(v, m, s),
+            "evaluation": evaluation,
             "train_wall_s": 2.0 + 0.25 * s,
             "train_first_chunk_s": 1.5,
             "train_first_chunk_env_steps": 4,
@@ -110,7 +116,9 @@ def test_sweep_orchestration_and_aggregate(tmp_path, monkeypatch, capsys):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary))
         if (v, m, s) != ("mr", "maddpg", 2):  # that one stands in for an older run
-            np.savez(out_dir / "eval_samples.npz", **_fake_samples(v, m, s))
+            kept = _fake_samples(v, m, s)
+            kept = {k: a for k, a in kept.items() if k.split("/")[0] in evaluation}
+            np.savez(out_dir / "eval_samples.npz", **kept)
         rows = [
             {"update": u, "env_steps": 4 * u, "sum_se": u + s, "power_frac": 0.5} for u in (1, 2)
         ]

@@ -144,6 +144,19 @@ def test_heuristics_through_step_batch():
             np.testing.assert_allclose(np.asarray(info["power_frac"]), 1.0, rtol=1e-6)
 
 
+def test_oracle_in_batches_equals_a_loop():
+    """The optimised heuristic processes ``opt_batch`` drops at a time (bounded memory): on 3
+    drops with batches of 2 (a remainder) it equals ``optimise`` called on each drop alone."""
+    env, params = xl.make(dict(CROWDED, opt_batch=2, opt_steps=5))
+    obs, st = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.PRNGKey(3), 3), params)
+    got = np.asarray(jax.jit(env.heuristics()["optimised"])(obs, st))
+    opt = jax.jit(env.optimise)
+    for i in range(3):
+        one = jax.tree.map(lambda a, i=i: a[i], st)
+        want = np.asarray(env.to_actions(opt(one)[0]))
+        np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
+
+
 def test_oracle_beats_max_power():
     """On interference-limited tiny drops with MR the optimised powers give a higher sum SE
     than maximum power on independent realizations (128 of them), and never a lower one on the
@@ -191,6 +204,7 @@ def test_oracle_beats_max_power():
         ("opt_lr", -0.1),
         ("opt_realizations", 0),
         ("opt_restarts", -1),
+        ("opt_batch", 0),
         ("obs_offset_db", float("nan")),
         ("obs_scale_db", 0.0),
     ],

@@ -209,11 +209,19 @@ class MultiAgentEnv:
         return obs, state, reward, done, info
 
 
-def state_policy(per_env):
+def state_policy(per_env, batch_size: int | None = None):
     """A heuristic ``policy(obs[..., n_agents, *obs_shape], state) -> actions`` from
     ``per_env(state) -> actions`` of one environment (an oracle that reads the state): called
     directly for one environment, ``jax.vmap``-ed over the leading (batch) axes of ``obs``,
-    flattened, otherwise. The observation's last two axes are the agent and feature axes."""
+    flattened, otherwise. The observation's last two axes are the agent and feature axes.
+
+    ``batch_size``: the environments are processed ``batch_size`` at a time
+    (``jax.lax.map(..., batch_size=...)``: the same result, bounded memory, for oracles whose
+    per-environment work is large); ``None`` vectorises the whole batch at once."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
     def policy(obs, state):
         batch = tuple(jnp.shape(obs)[:-2])
@@ -221,7 +229,10 @@ def state_policy(per_env):
             return per_env(state)
         n = int(np.prod(batch))
         flat = jax.tree.map(lambda a: a.reshape((n,) + a.shape[len(batch) :]), state)
-        out = jax.vmap(per_env)(flat)
+        if batch_size is None or batch_size >= n:
+            out = jax.vmap(per_env)(flat)
+        else:
+            out = jax.lax.map(per_env, flat, batch_size=batch_size)
         return jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), out)
 
     return policy
