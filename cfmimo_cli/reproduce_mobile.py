@@ -245,18 +245,25 @@ def _check_grid(key: str, name: Any, spec: Any, env_keys) -> None:
 
 
 def run_config(
-    config: dict[str, Any], arch: str, method: str, seed: int, point: dict | None = None
+    config: dict[str, Any],
+    arch: str,
+    method: str,
+    seed: int,
+    point: dict | None = None,
+    heuristics: bool = True,
 ) -> dict[str, Any]:
     """The ``cfmimo train`` configuration of one (arch, method, seed), at a grid ``point``
-    (env overrides over ``config["env"]``) when given."""
+    (env overrides over ``config["env"]``) when given; ``heuristics=False``: the run evaluates
+    its learned policy only (``eval.heuristics: []``)."""
     algorithm, fixed, env_fixed = METHODS[method]
+    ev = dict(config["eval"]) if heuristics else {**config["eval"], "heuristics": []}
     return train_config(
         SCENARIO,
         algorithm,
         seed,
         env=(config["env"], point or {}, env_fixed, {"control": arch}),
         trainer=(config["budget"].get(method, {}), fixed),
-        eval=config["eval"],
+        eval=ev,
     )
 
 
@@ -269,8 +276,12 @@ def sweep_runs(config: dict[str, Any]) -> list[tuple[tuple, str, dict]]:
     seed)`` for the main comparison and ``(grid name, point index, arch, method, seed)`` for
     the grid."""
     seeds, methods = config["seeds"], config["methods"]
+
+    def first(ms, a):  # every run of a seed evaluates on the same drops: the heuristics once
+        return next((m for m in ms if supports(m, a)), None)
+
     runs = [
-        ((a, m, s), f"{a}/{m}/seed{s}", run_config(config, a, m, s))
+        ((a, m, s), f"{a}/{m}/seed{s}", run_config(config, a, m, s, None, m == first(methods, a)))
         for a in config["arch"]
         for m in methods
         if supports(m, a)
@@ -280,10 +291,15 @@ def sweep_runs(config: dict[str, Any]) -> list[tuple[tuple, str, dict]]:
         g = spec["name"]
         for i, p in enumerate(spec["points"]):
             base = _grid_dir(g, spec["x"], p[spec["x"]])
+            ms = spec.get("methods", methods)
             runs += [
-                ((g, i, a, m, s), f"{base}/{a}/{m}/seed{s}", run_config(config, a, m, s, p))
+                (
+                    (g, i, a, m, s),
+                    f"{base}/{a}/{m}/seed{s}",
+                    run_config(config, a, m, s, p, m == first(ms, a)),
+                )
                 for a in spec.get("archs", config["arch"])
-                for m in spec.get("methods", methods)
+                for m in ms
                 if supports(m, a)
                 for s in seeds
             ]
@@ -483,9 +499,8 @@ def se_cdf(config: dict[str, Any], summaries, samples) -> tuple[dict, dict]:
                 arr = samples.get((a, m, s), {}).get("learned (greedy)/sum_se")
                 if arr is not None:
                     parts.setdefault(m, []).append(arr)
-            have = [m for m in methods if (a, m, s) in samples]
-            for h in heuristics:
-                arr = samples[(a, have[0], s)].get(f"{h}/sum_se") if have else None
+            for h in heuristics:  # evaluated in the first method's runs (sweep_runs)
+                arr = samples.get((a, methods[0], s), {}).get(f"{h}/sum_se")
                 if arr is not None:
                     parts.setdefault(h, []).append(arr)
         pooled[a] = {n: np.concatenate(parts[n]) for n in methods + heuristics if n in parts}

@@ -66,6 +66,12 @@ def test_run_config_and_validation():
     assert md["env"]["control"] == "joint" and md["trainer"]["hidden"] == 4
     pt = rm.run_config(cfg, "joint", "maddpg", 1, {"n_aps": 3, "n_ues": 4})
     assert pt["env"]["n_aps"] == 3 and pt["env"]["n_ues"] == 4 and pt["env"]["n_antennas"] == 2
+    assert rc["eval"]["heuristics"] is None  # every heuristic unless told otherwise
+    runs = {key: c for key, _, c in rm.sweep_runs(cfg)}
+    # the heuristics once per (arch, seed): in the first method's runs (the same drops)
+    for (a, m, s), c in runs.items():
+        first = next(x for x in cfg["methods"] if rm.supports(x, a))
+        assert (c["eval"]["heuristics"] == []) == (m != first), (a, m, s)
     train_mod.validate_train(rc)
     train_mod.validate_train(md)
     # MDGNN (no mobility action) runs in the joint architecture only
@@ -232,11 +238,16 @@ def test_sweep_orchestration_and_tables(tmp_path, monkeypatch, capsys):
     def fake_train(cfg, out_dir, **kw):
         a, m, s, n = cfg["env"]["control"], _method_of(cfg), cfg["seed"], cfg["env"]["n_aps"]
         calls.append((a, m, s, n))
-        summary = {"config": cfg, "evaluation": _fake_eval(a, m, s, n), "env_steps": 32}
+        evaluation = _fake_eval(a, m, s, n)
+        if cfg["eval"]["heuristics"] == []:  # as cfmimo train: the learned policy only
+            evaluation = {k: e for k, e in evaluation.items() if k.startswith("learned")}
+        summary = {"config": cfg, "evaluation": evaluation, "env_steps": 32}
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary))
         if (a, m, s) != ("move", "airmn", 1) and n == 2:  # that one stands in for an older run
-            np.savez(out_dir / "eval_samples.npz", **_fake_samples(a, m, s))
+            kept = _fake_samples(a, m, s)
+            kept = {k: v for k, v in kept.items() if k.split("/")[0] in evaluation}
+            np.savez(out_dir / "eval_samples.npz", **kept)
         rows = [
             {"update": u + 1, "env_steps": 8 * (u + 1), "episode_return": r, "sum_se": r + s}
             for u, r in enumerate(_returns(m, s))
