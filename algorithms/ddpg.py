@@ -16,6 +16,10 @@ the buffer stores ``u``.
   ``i`` ascends ``Q_i(s, u_1..mu_i(o_i)..u_A)`` with the other agents' actions from the buffer
   (all ``A`` substitutions in one batched critic call). ``shared_parameters``: one actor and
   one critic with a one-hot agent id, else per-agent parameters stacked along a leading axis.
+  ``critic_input="ego"``: critic ``i`` reads ``(s, o_i, u_i, u_1..u_A)``, its own observation
+  and action in front of the joint ones, so a shared critic need not learn which slice of the
+  joint action is its own from the id (agent ``i``'s own reward terms, e.g. a penalty on its
+  own action, then sit at a fixed input position).
 
 Exploration: Gaussian noise on ``u`` with a standard deviation decaying linearly from
 ``noise_start`` to ``noise_end`` over ``noise_decay_steps`` vectorised environment steps, after
@@ -43,6 +47,9 @@ DEFAULT_CONFIG = {
     "random_steps": 20,  # first vectorised steps with uniform random actions
     "action_reg": 0.0,  # weight of mean(pre-tanh actor output^2) in the actor loss
     "centralised_actor": False,  # set by the preset: true = DDPG, false = MADDPG
+    # MADDPG's critic input: "joint" = (s, u_1..u_A) (+ the agent id when shared), "ego" =
+    # (s, o_i, u_i, u_1..u_A): agent i's own observation and action first
+    "critic_input": "joint",
 }
 
 
@@ -61,6 +68,10 @@ class DDPGTrainer(op.OffPolicyTrainer):
         for name in ("noise_decay_steps", "random_steps"):
             if isinstance(cfg[name], bool) or not isinstance(cfg[name], int) or cfg[name] < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {cfg[name]!r}")
+        if cfg["critic_input"] not in ("joint", "ego"):
+            raise ValueError(f"critic_input must be 'joint' or 'ego', got {cfg['critic_input']!r}")
+        if cfg["critic_input"] == "ego" and cfg["centralised_actor"]:
+            raise ValueError("critic_input='ego' needs per-agent critics (centralised_actor=false)")
         for s in spaces.leaves(env.action_space):
             if not isinstance(s, spaces.Box) or not s.bounded:
                 raise ValueError(
@@ -79,7 +90,8 @@ class DDPGTrainer(op.OffPolicyTrainer):
             self.critic = op.AgentMLP(self.S + A * self.D, h, 1, None)
         else:
             self.actor = op.AgentMLP(self.F, h, self.D, A, c.shared_parameters, out_scale=0.1)
-            self.critic = op.AgentMLP(self.S + A * self.D, h, 1, A, c.shared_parameters)
+            ego = (self.F + self.D) if c.critic_input == "ego" else 0
+            self.critic = op.AgentMLP(self.S + ego + A * self.D, h, 1, A, c.shared_parameters)
         self.noise = op.linear_schedule(c.noise_start, c.noise_end, c.noise_decay_steps)
         self.opt_actor = op.optimizer(c.lr_actor, c.max_grad_norm)
         self.opt_critic = op.optimizer(c.lr_critic, c.max_grad_norm)
@@ -100,9 +112,10 @@ class DDPGTrainer(op.OffPolicyTrainer):
         """``obs[..., A, *obs_shape] -> u[..., A, D] = tanh(z)`` in ``[-1, 1]``."""
         return jnp.tanh(self.policy_pre(actor_params, obs))
 
-    def q_values(self, critic_params, joint, u):
+    def q_values(self, critic_params, joint, u, obs=None):
         """``joint[..., S]``, ``u[..., A, D]`` -> ``Q[..., A]``: every agent's critic sees the
-        same joint action (DDPG: one team value, broadcast over the agents)."""
+        same joint action (DDPG: one team value, broadcast over the agents); ``obs[..., A,
+        ...]``: the agents' observations (read with ``critic_input="ego"``)."""
         A = self.n_agents
         lead = u.shape[:-2]
         flat = u.reshape(lead + (A * self.D,))
@@ -110,16 +123,31 @@ class DDPGTrainer(op.OffPolicyTrainer):
             x = jnp.concatenate([joint, flat], -1)
             return jnp.broadcast_to(self.critic.apply(critic_params, x), lead + (A,))
         return self.q_per_agent(
-            critic_params, joint, jnp.broadcast_to(flat[..., None, :], lead + (A, A * self.D))
+            critic_params,
+            joint,
+            jnp.broadcast_to(flat[..., None, :], lead + (A, A * self.D)),
+            obs,
         )
 
-    def q_per_agent(self, critic_params, joint, u_seen):
+    def q_per_agent(self, critic_params, joint, u_seen, obs=None):
         """``Q_i(s, u^(i))`` for every agent ``i`` at once: ``joint[..., S]``,
         ``u_seen[..., A, A D]`` (row ``i``: the joint action agent ``i``'s critic is evaluated
-        at) -> ``[..., A]``."""
+        at) -> ``[..., A]``. With ``critic_input="ego"`` the input of critic ``i`` is
+        ``(s, o_i, u^(i)_i, u^(i))``: its own observation (``obs[..., A, ...]``) and its own
+        entry of the joint action it is evaluated at, in front of the joint action."""
+        A, D = self.n_agents, self.D
         lead = u_seen.shape[:-2]
-        s = jnp.broadcast_to(joint[..., None, :], lead + (self.n_agents, joint.shape[-1]))
-        return self.critic.apply(critic_params, jnp.concatenate([s, u_seen], -1))[..., 0]
+        s = jnp.broadcast_to(joint[..., None, :], lead + (A, joint.shape[-1]))
+        parts = [s]
+        if self.config.critic_input == "ego":
+            if obs is None:
+                raise ValueError("critic_input='ego' needs the observations (obs=...)")
+            o = obs.reshape(obs.shape[: obs.ndim - len(self.env.obs_shape)] + (self.F,))
+            u_r = u_seen.reshape(lead + (A, A, D))
+            own = jnp.sum(jnp.where(jnp.eye(A, dtype=bool)[..., None], u_r, 0.0), -2)  # [.., A, D]
+            parts += [jnp.broadcast_to(o, lead + (A, self.F)).astype(u_seen.dtype), own]
+        x = jnp.concatenate(parts + [u_seen], -1)
+        return self.critic.apply(critic_params, x)[..., 0]
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -156,12 +184,12 @@ class DDPGTrainer(op.OffPolicyTrainer):
         if c.centralised_actor:
             r = jnp.broadcast_to(jnp.mean(r, -1, keepdims=True), r.shape)
         u2 = self.policy_u(params["actor_target"], batch.next_obs)
-        q2 = self.q_values(params["critic_target"], joint2, u2)
+        q2 = self.q_values(params["critic_target"], joint2, u2, batch.next_obs)
         not_term = 1.0 - batch.terminated.astype(jnp.float32)[..., None]
         y = jax.lax.stop_gradient(r + c.gamma * not_term * q2)
 
         def critic_loss(cp):
-            q = self.q_values(cp, joint, batch.action)
+            q = self.q_values(cp, joint, batch.action, batch.obs)
             return jnp.mean((q - y) ** 2), q
 
         (l_c, q), g_c = jax.value_and_grad(critic_loss, has_aux=True)(params["critic"])
@@ -182,7 +210,7 @@ class DDPGTrainer(op.OffPolicyTrainer):
             eye = jnp.eye(A, dtype=bool)[None, :, :, None]  # [1, i, j, 1]
             mix = jnp.where(eye, mu[:, None], batch.action[:, None])  # [B, i, A, D]
             mix = mix.reshape(mix.shape[:2] + (A * self.D,))
-            return reg - jnp.mean(self.q_per_agent(critic, joint, mix))
+            return reg - jnp.mean(self.q_per_agent(critic, joint, mix, batch.obs))
 
         l_a, g_a = jax.value_and_grad(actor_loss)(params["actor"])
         upd, os_a = self.opt_actor.update(g_a, opt_state["actor"], params["actor"])

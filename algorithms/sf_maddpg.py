@@ -378,7 +378,7 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         eye = jnp.eye(A, dtype=bool)[None, :, :, None]
         mix = jnp.where(eye, mu[:, None], act[:, None])  # [B, i, A, D]
         mix = mix.reshape(mix.shape[:2] + (A * D,))
-        return reg - jnp.mean(self.q_per_agent(critic, joint, mix))
+        return reg - jnp.mean(self.q_per_agent(critic, joint, mix, obs))
 
     def pg_loss(self, actor, eta, obs, act, joint, r_ex, v_terms):
         """The policy-gradient term of eqs. (49)-(51): ``-pg_weight mean_l[log pi_l(u_l|O)
@@ -415,11 +415,11 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
         u2 = self.policy_u(params["actor_target"], batch.next_obs)
 
         # 2. mixed critics (eq. (48))
-        q2 = self.q_values(params["critic_target"], joint2, u2)
+        q2 = self.q_values(params["critic_target"], joint2, u2, batch.next_obs)
         y = jax.lax.stop_gradient(r_m + c.gamma * not_term * q2)
 
         def critic_loss(cp):
-            q = self.q_values(cp, joint, batch.action)
+            q = self.q_values(cp, joint, batch.action, batch.obs)
             return jnp.mean((q - y) ** 2), q
 
         (l_c, q), g_c = jax.value_and_grad(critic_loss, has_aux=True)(params["critic"])
@@ -446,8 +446,8 @@ class SFMADDPGTrainer(ddpg.DDPGTrainer):
             new_opt["critic_ex"] = os_ex
             metrics.update(ex_critic_loss=l_ex)
             # the mixed advantage's value terms (constants of theta and eta)
-            v = self.q_values(critic, joint, self.policy_u(params["actor"], batch.obs))
-            v2 = self.q_values(critic, joint2, u2)
+            v = self.q_values(critic, joint, self.policy_u(params["actor"], batch.obs), batch.obs)
+            v2 = self.q_values(critic, joint2, u2, batch.next_obs)
             v_terms = jax.lax.stop_gradient(c.gamma * not_term * v2 - v)
 
         # 4. actor step

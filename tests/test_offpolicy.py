@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import algorithms
 from algorithms import offpolicy as op
@@ -261,12 +262,19 @@ DDPG_CFG = dict(
 
 
 @pytest.mark.parametrize(
-    "name, composite, shared",
-    [("maddpg", False, True), ("maddpg", True, False), ("ddpg", True, True)],
+    "name, composite, shared, critic_input",
+    [
+        ("maddpg", False, True, "joint"),
+        ("maddpg", True, False, "joint"),
+        ("ddpg", True, True, "joint"),
+        ("maddpg", True, True, "ego"),
+    ],
 )
-def test_ddpg_and_maddpg_solve_the_bandit(name, composite, shared):
+def test_ddpg_and_maddpg_solve_the_bandit(name, composite, shared, critic_input):
     env = Bandit(n_agents=3, composite=composite)
     cfg = dict(DDPG_CFG, shared_parameters=shared)
+    if critic_input != "joint":
+        cfg["critic_input"] = critic_input
     tr = algorithms.make_train(name, cfg, env, env.default_params())
     rs0 = tr.init(jax.random.PRNGKey(0))
     rs, m = jax.jit(tr.train)(jax.random.PRNGKey(0))
@@ -281,6 +289,38 @@ def test_ddpg_and_maddpg_solve_the_bandit(name, composite, shared):
 
     before, after = score(rs0.params), score(rs.params)
     assert after > 0.95 and after > before + 0.1, (before, after)
+
+
+def test_ego_critic_input_is_own_observation_and_action_first():
+    """``critic_input="ego"``: critic ``i`` reads ``(s, o_i, u^(i)_i, u^(i), id_i)``, its own
+    observation and its own entry of the joint action it is evaluated at in front of the joint
+    action (checked against the network applied to that concatenation by hand); the default
+    reads ``(s, u^(i), id_i)``; bad values raise."""
+    env = Bandit(n_agents=3, composite=True)
+    tr = algorithms.make_train("maddpg", dict(SMALL, critic_input="ego"), env, 0.0)
+    A, D, F = 3, tr.D, tr.F
+    params = tr.critic.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(1)
+    joint = jnp.asarray(rng.uniform(-1, 1, (5, A)), jnp.float32)
+    obs = jnp.asarray(rng.uniform(-1, 1, (5, A, F)), jnp.float32)
+    u_seen = jnp.asarray(rng.uniform(-1, 1, (5, A, A * D)), jnp.float32)
+    got = np.asarray(tr.q_per_agent(params, joint, u_seen, obs))
+    for i in range(A):
+        own = u_seen[:, i, i * D : (i + 1) * D]
+        x = jnp.concatenate(
+            [joint, obs[:, i], own, u_seen[:, i], jnp.tile(jnp.eye(A)[i], (5, 1))], -1
+        )
+        want = np.asarray(nnx.merge(tr.critic.graphdef, params)(x)[..., 0])
+        np.testing.assert_allclose(got[:, i], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="obs"):
+        tr.q_per_agent(params, joint, u_seen)
+    plain = algorithms.make_train("maddpg", SMALL, env, 0.0)
+    assert plain.critic.kw["in_features"] == A + A * D + A
+    assert tr.critic.kw["in_features"] == A + F + D + A * D + A
+    with pytest.raises(ValueError, match="critic_input"):
+        algorithms.make_train("maddpg", dict(SMALL, critic_input="local"), env, 0.0)
+    with pytest.raises(ValueError, match="critic_input"):
+        algorithms.make_train("ddpg", dict(SMALL, critic_input="ego"), env, 0.0)
 
 
 # ---- determinism, chunks, vmap, resume -------------------------------------------------------
