@@ -56,7 +56,22 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_envs import _cpu_model, _git, _mem_available  # noqa: E402
+from bench._common import (  # noqa: E402
+    Clock,
+    aot,
+    bullets,
+    compile_update,
+    describe_machine,
+    mem_available,
+    memory_bytes,
+    mlp_layers,
+    scan_rollout,
+    time_compiled,
+    time_rollouts,
+    timed_update,
+    write_json,
+    write_markdown,
+)
 
 SCENARIO = "ap_cooperation"
 N_ENVS = (1, 4, 16, 64, 256, 1024, 4096)
@@ -105,28 +120,9 @@ TORCH_KEYS = (
 )
 
 
-class Clock:
-    """The run's time budget."""
-
-    def __init__(self, budget_s, max_point_s):
-        self.t0 = time.perf_counter()
-        self.budget_s, self.max_point_s = budget_s, max_point_s
-
-    def left(self):
-        return self.budget_s - (time.perf_counter() - self.t0)
-
-    def skip(self, predicted_s):
-        """A reason to skip a point predicted to take ``predicted_s``, or ``None``."""
-        if predicted_s > self.max_point_s:
-            return f"predicted {predicted_s:.0f} s > {self.max_point_s:.0f} s per point"
-        if predicted_s > self.left():
-            return f"predicted {predicted_s:.0f} s > {max(self.left(), 0):.0f} s left of the budget"
-        return None
-
-
 def machine_info():
-    import jax
-
+    """:func:`bench._common.describe_machine` (no ``platform``) of the scenario's, trainer's and
+    benchmark's files, with PyTorch's version and default threads (``None`` without torch)."""
     files = [
         "cfmimo_jax/envs/ap_cooperation.py",
         "cfmimo_jax/cooperation.py",
@@ -143,19 +139,9 @@ def machine_info():
         tv, tt = torch.__version__, torch.get_num_threads()
     except ImportError:
         tv, tt = None, None
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "torch": tv,
-        "torch_threads_default": tt,
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _git("status", "--porcelain", "--", *files) or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-    }
+    return describe_machine(
+        files, with_platform=False, after_jax={"torch": tv, "torch_threads_default": tt}
+    )
 
 
 # ---- set-up ---------------------------------------------------------------------------------
@@ -290,20 +276,6 @@ def env_parity(env, params, n_drops=2, seed=3):
     return out
 
 
-def _layers(state):
-    """An nnx ``MLP`` state (stacked per agent) -> ``[(kernel[A, in, out], bias[A, out])]``."""
-    import jax
-
-    layers = state["layers"]
-    return [
-        (
-            np.asarray(jax.tree.leaves(layers[i]["kernel"])[0]),
-            np.asarray(jax.tree.leaves(layers[i]["bias"])[0]),
-        )
-        for i in range(len(layers))
-    ]
-
-
 def torch_config(trainer, n_envs, dropout=None):
     from bench.torch_ddqn import TorchDDQNConfig
 
@@ -338,8 +310,8 @@ def net_parity(env, params, setups, seed=0):
         tm.step()  # < learning_starts: no learning yet
     batch = tm.buffer.sample(np.random.default_rng(seed), 32)
     p, o = trainer.init_learner(jax.random.PRNGKey(seed + 7))
-    tm.q.load(_layers(p["q"]))
-    tm.q_target.load(_layers(p["q_target"]))
+    tm.q.load(mlp_layers(p["q"]))
+    tm.q_target.load(mlp_layers(p["q_target"]))
     tm.opt = torch.optim.Adam(tm.q.parameters(), lr=tm.cfg.lr)
     tr = Transition(
         obs=jnp.asarray(batch["obs"].numpy()),
@@ -355,7 +327,7 @@ def net_parity(env, params, setups, seed=0):
         q_t = tm.q(batch["obs"]).numpy()
     new, _, m_j = jax.jit(trainer.learn)(p, o, tr, jax.random.PRNGKey(0), jnp.int32(1))
     m_t = tm.learn(batch, dropout=0.0)
-    lj, lt = _layers(new["q"]), tm.q.layers()
+    lj, lt = mlp_layers(new["q"]), tm.q.layers()
     diff = max(
         float(np.max(np.abs(a - b)))
         for x, y in zip(lj, lt, strict=True)
@@ -363,7 +335,7 @@ def net_parity(env, params, setups, seed=0):
     )
     moved = max(
         float(np.max(np.abs(a - b)))
-        for x, y in zip(lj, _layers(p["q"]), strict=True)
+        for x, y in zip(lj, mlp_layers(p["q"]), strict=True)
         for a, b in zip(x, y, strict=True)
     )
     out = {
@@ -384,28 +356,19 @@ def net_parity(env, params, setups, seed=0):
 
 
 def jax_rollout(env, params, n_envs):
+    """``(rollout, reset)`` of one episode of uniform random actions (``scan_rollout``)."""
     import jax
     import jax.numpy as jnp
 
-    T = env.episode_steps
     n_act = env.action_space.n
 
-    def rollout(key, state, obs):
-        def body(carry, k):
-            state, obs, acc = carry
-            k_a, k_e = jax.random.split(k)
-            a = jax.random.randint(k_a, (n_envs, env.n_agents), 0, n_act, jnp.int32)
-            obs, state, reward, done, info = env.step_batch(
-                jax.random.split(k_e, n_envs), state, a, params
-            )
-            acc = acc + jnp.sum(reward) + jnp.sum(info["sum_rate"]) + jnp.sum(done)
-            return (state, obs, acc), None
+    def act(key, obs):
+        return jax.random.randint(key, (n_envs, env.n_agents), 0, n_act, jnp.int32)
 
-        zero = jnp.zeros((), jnp.float32)
-        (state, obs, acc), _ = jax.lax.scan(body, (state, obs, zero), jax.random.split(key, T))
-        return state, obs, acc
+    def consume(reward, done, obs, info):
+        return jnp.sum(reward) + jnp.sum(info["sum_rate"]) + jnp.sum(done)
 
-    return jax.jit(rollout), jax.jit(jax.vmap(env.reset, (0, None)))
+    return scan_rollout(env, params, n_envs, env.episode_steps, act, consume)
 
 
 def time_jax_env(env, params, n_envs, repeats, warmup, seed=0):
@@ -417,28 +380,14 @@ def time_jax_env(env, params, n_envs, repeats, warmup, seed=0):
     obs, state = reset(jax.random.split(key, n_envs), params)
     jax.block_until_ready(state)
     reset_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    compiled = rollout.lower(key, state, obs).compile()
-    compile_s = time.perf_counter() - t0
-    mem = None
-    try:
-        m = compiled.memory_analysis()
-        mem = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-    except Exception:  # noqa: BLE001 (not every backend reports it)
-        pass
+    compiled, compile_s = aot(rollout, key, state, obs)
+    mem = memory_bytes(compiled)
     out = {"n_envs": n_envs, "compile_s": compile_s, "first_reset_s": reset_s, "mem_bytes": mem}
-    avail = _mem_available()
+    avail = mem_available()
     if mem is not None and avail is not None and mem > MEM_FRACTION * avail:
         out["skipped"] = f"needs {mem / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available"
         return out
-    runs = []
-    for i in range(warmup + repeats):
-        key, sub = jax.random.split(key)
-        t0 = time.perf_counter()
-        state, obs, acc = compiled(sub, state, obs)
-        jax.block_until_ready((state, obs, acc))
-        if i >= warmup:
-            runs.append(time.perf_counter() - t0)
+    runs, (state, obs, acc) = time_rollouts(compiled, key, state, obs, warmup, repeats)
     t = statistics.median(runs)
     steps = n_envs * env.episode_steps
     out.update(
@@ -524,23 +473,14 @@ def env_points(env, params, setups, sizes, clock, res, quick):
 
 
 def time_jax_train(env, params, n_envs, timed_calls, max_warm=8, seed=0):
-    import jax
-
     trainer = build_trainer(env, params, n_envs)
-    rs = trainer.init(jax.random.PRNGKey(seed))
-    jax.block_until_ready(rs)
-    t0 = time.perf_counter()
-    compiled = jax.jit(trainer.update).lower(rs).compile()
-    compile_s = time.perf_counter() - t0
+    rs, compiled, compile_s = compile_update(trainer, seed)
     vec = trainer.config.n_steps * trainer.config.updates_per_chunk
     warm, runs, metrics = [], [], []
 
     def call(rs):
-        t0 = time.perf_counter()
-        rs, m = compiled(rs)
-        jax.block_until_ready((rs, m))
-        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
-        return rs, time.perf_counter() - t0, float(np.min(m["learning"]))
+        rs, dt, m = timed_update(compiled, rs, metrics)
+        return rs, dt, float(np.min(m["learning"]))
 
     learning = 0.0
     while learning < 1.0 and len(warm) < max_warm:
@@ -643,14 +583,7 @@ def kernel_split(env, params, setups, n_envs=16, repeats=2, seed=0):
     from bench.numpy_ap_cooperation import APCooperationNumPy
 
     def timed(fn, *args):
-        f = jax.jit(fn)
-        jax.block_until_ready(f(*args))
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            ts.append(time.perf_counter() - t0)
-        return min(ts) / n_envs
+        return min(time_compiled(fn, args, repeats)[1]) / n_envs
 
     from cfmimo_jax.cooperation import _agreement_matrix, _clusters
     from cfmimo_jax.processing import _cluster_rzf
@@ -861,18 +794,9 @@ def write_report(path, info, setup, res, wall):
             add(f"| {n} | {v['sum_rate']:.1f} | {v['mean_sinr_db']:.2f} | {v['links']:.1f} |")
         add("")
     if res.get("reading"):
-        add("## Reading")
-        add("")
-        for r in res["reading"]:
-            add(f"- {r}")
-        add("")
-    add("## History")
-    add("")
-    for h in HISTORY:
-        add(f"- {h}")
-    add("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+        L += bullets("## Reading", res["reading"])
+    L += bullets("## History", HISTORY)
+    write_markdown(path, L)
 
 
 # What changed in the code between runs of this benchmark (kept in the report)
@@ -975,8 +899,7 @@ def main(argv=None):
         d["results"]["reading"] = reading(d["results"])
         out = args.out or os.path.splitext(args.report_only)[0] + ".md"
         write_report(out, d["machine"], d["setup"], d["results"], d["wall_s"])
-        with open(os.path.splitext(out)[0] + ".json", "w") as f:
-            json.dump(d, f, indent=1)
+        write_json(out, d)
         print(f"wrote {out}")
         return 0
     quick = args.quick
@@ -1057,8 +980,7 @@ def main(argv=None):
     info["load_end"] = os.getloadavg()
     wall = time.perf_counter() - clock.t0
     write_report(out, info, setup, res, wall)
-    with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump({"machine": info, "setup": setup, "results": res, "wall_s": wall}, f, indent=1)
+    write_json(out, {"machine": info, "setup": setup, "results": res, "wall_s": wall})
     print(f"wrote {out} ({wall:.0f} s)")
     return 0
 

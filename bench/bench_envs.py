@@ -28,8 +28,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,21 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench._common import (  # noqa: E402
+    aot,
+    bullets,
+    compact,
+    describe_machine,
+    machine_lines,
+    mem_available,
+    memory_bytes,
+    peak_rss_gib,
+    scan_rollout,
+    time_compiled,
+    time_rollouts,
+    write_markdown,
+)
 
 CONFIGS = {
     "medium": dict(n_aps=20, n_ues=6, mobility="pedestrian"),
@@ -51,41 +64,9 @@ K_STRONGEST = 2
 # ---- machine --------------------------------------------------------------------------------
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args):
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _mem_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def machine_info():
-    import jax
-
+    """:func:`bench._common.describe_machine` of the environment's files and this benchmark's,
+    and the BLAS / XLA environment variables set."""
     env_files = [
         "cfmimo_jax/envs",
         "cfmimo_jax/geometry.py",
@@ -94,24 +75,13 @@ def machine_info():
         "bench/numpy_ap_selection.py",
         "bench/bench_envs.py",
     ]
-    dirty = _git("status", "--porcelain", "--", *env_files)
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": dirty or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-        "blas_env": {
-            k: os.environ[k]
-            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
-            if k in os.environ
-        },
+    info = describe_machine(env_files)
+    info["blas_env"] = {
+        k: os.environ[k]
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
+        if k in os.environ
     }
+    return info
 
 
 # ---- NumPy loop -----------------------------------------------------------------------------
@@ -148,6 +118,9 @@ def time_numpy(cfg, policy, n_steps, repeats, seed=0):
 
 
 def make_rollout(env, params, n_envs, n_steps, policy, auto_reset=True):
+    """``(rollout, reset)`` (``scan_rollout``) of ``n_steps`` steps of ``policy`` (k-strongest
+    from the observation, or random 0/1), with ``env.step_batch`` or, without ``auto_reset``,
+    the vmapped step without the reset branch."""
     import jax
     import jax.numpy as jnp
 
@@ -163,30 +136,24 @@ def make_rollout(env, params, n_envs, n_steps, policy, auto_reset=True):
 
         v_step = jax.vmap(_no_reset, in_axes=(0, 0, 0, None))
 
-    def rollout(key, state, obs):
-        def body(carry, key):
-            state, obs, acc = carry
-            k_act, k_env = jax.random.split(key)
-            if policy == "k-strongest":
-                act = aps.k_strongest(obs, env.L, env.K, K_STRONGEST)
-            else:
-                act = jax.random.bernoulli(k_act, 0.5, (n_envs, env.n_agents)).astype(jnp.int32)
-            obs, state, reward, done, info = v_step(
-                jax.random.split(k_env, n_envs), state, act, params
-            )
-            # consume the outputs so that nothing is dead code
-            acc = acc + jnp.sum(reward) + jnp.sum(info["mean_se"]) + jnp.sum(info["cost"])
-            acc = acc + jnp.sum(done) + jnp.sum(info["power_w"]) + jnp.sum(info["frac_target"])
-            return (state, obs, acc), None
+    def act(key, obs):
+        if policy == "k-strongest":
+            return aps.k_strongest(obs, env.L, env.K, K_STRONGEST)
+        return jax.random.bernoulli(key, 0.5, (n_envs, env.n_agents)).astype(jnp.int32)
 
-        zero = jnp.zeros((), jnp.result_type(float))
-        (state, obs, acc), _ = jax.lax.scan(
-            body, (state, obs, zero), jax.random.split(key, n_steps)
+    def consume(reward, done, obs, info):
+        return (
+            jnp.sum(reward)
+            + jnp.sum(info["mean_se"])
+            + jnp.sum(info["cost"])
+            + jnp.sum(done)
+            + jnp.sum(info["power_w"])
+            + jnp.sum(info["frac_target"])
         )
-        return state, obs, acc
 
-    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
-    return jax.jit(rollout), reset
+    return scan_rollout(
+        env, params, n_envs, n_steps, act, consume, v_step, acc_dtype=jnp.result_type(float)
+    )
 
 
 def time_jax(
@@ -201,29 +168,14 @@ def time_jax(
     key = jax.random.PRNGKey(seed)
     obs, state = reset(jax.random.split(key, n_envs), params)
     jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    compiled = rollout.lower(key, state, obs).compile()
-    compile_s = time.perf_counter() - t0
-    mem = None
-    try:
-        m = compiled.memory_analysis()
-        mem = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-    except Exception:  # noqa: BLE001 (not every backend reports it)
-        pass
+    compiled, compile_s = aot(rollout, key, state, obs)
+    mem = memory_bytes(compiled)
     out = {"n_envs": n_envs, "n_steps": n_steps, "compile_s": compile_s, "mem_bytes": mem}
     if mem is not None and mem_limit is not None and mem > mem_limit:
         out["skipped"] = f"needs {mem / 2**30:.1f} GiB > {mem_limit / 2**30:.1f} GiB available"
         return out
-    runs = []
     try:
-        for i in range(warmup + repeats):
-            key, sub = jax.random.split(key)
-            t0 = time.perf_counter()
-            state, obs, acc = compiled(sub, state, obs)
-            jax.block_until_ready((state, obs, acc))
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                runs.append(dt)
+        runs, (state, obs, acc) = time_rollouts(compiled, key, state, obs, warmup, repeats)
     except Exception as e:  # noqa: BLE001 (out of memory at run time)
         if "RESOURCE_EXHAUSTED" in str(e) or isinstance(e, MemoryError):
             out["skipped"] = f"out of memory at run time ({type(e).__name__})"
@@ -279,14 +231,7 @@ def machine_rates(n=1 << 22, gemm=2048, repeats=5):
     from cfmimo_jax.fastmath import db_to_amplitude, sincos
 
     def best(f, *args):
-        f = jax.jit(f)
-        jax.block_until_ready(f(*args))
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
+        return statistics.median(time_compiled(f, args, repeats)[1])
 
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     a = jax.random.normal(k1, (gemm, gemm), jnp.float32)
@@ -329,7 +274,7 @@ def x64_worker(spec):
     jax.config.update("jax_enable_x64", True)
     name, policy, n_envs, n_steps, repeats = spec.split(":")
     res = time_jax(
-        CONFIGS[name], int(n_envs), int(n_steps), policy, int(repeats), 0, _mem_available()
+        CONFIGS[name], int(n_envs), int(n_steps), policy, int(repeats), 0, mem_available()
     )
     print("X64RESULT " + json.dumps(res))
 
@@ -345,19 +290,6 @@ def run_x64(name, policy, n_envs, n_steps, repeats):
 
 
 # ---- report ---------------------------------------------------------------------------------
-
-
-def _f(x):
-    """Compact number: 3 significant digits, k / M suffixes."""
-    if x is None:
-        return "-"
-    if x >= 1e6:
-        return f"{x / 1e6:.3g}M"
-    if x >= 1e4:
-        return f"{x / 1e3:.3g}k"
-    if x >= 100:
-        return f"{x:.0f}"
-    return f"{x:.3g}"
 
 
 def write_report(path, info, setup, results, wall):
@@ -417,34 +349,22 @@ def write_report(path, info, setup, results, wall):
         "were competing for the cores during that point."
     )
     add("")
-    add("## Machine")
-    add("")
-    add(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
-    add(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} ({info['devices']})")
-    dirty = "clean" if not info["dirty"] else "uncommitted: " + info["dirty"].replace("\n", "; ")
-    add(f"- Code: git commit {info['commit']} (environment and benchmark files {dirty})")
-    add(f"- Memory available at start: {info['mem_gib']:.1f} GiB")
-    la0, la1 = info["load_start"], info["load_end"]
-    add(
-        f"- Load average (1, 5, 15 min) at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
-        f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f}. A shared machine: another job holding one "
-        "of the two cores roughly halves the JAX rate (XLA uses both cores) but barely slows "
-        "the single-threaded NumPy loop, so contended points understate the ratio (see the "
-        "load column)."
-    )
+    extra = []
     if info["blas_env"]:
-        add(f"- Environment: {', '.join(f'{k}={v}' for k, v in info['blas_env'].items())}")
-    add(
+        extra.append(f"- Environment: {', '.join(f'{k}={v}' for k, v in info['blas_env'].items())}")
+    extra.append(
         "- NumPy runs one environment on one thread (the arrays are too small for BLAS "
         "threads to matter); XLA's CPU backend uses the cores it finds."
     )
-    add(f"- Peak resident memory of the benchmark process: {info['max_rss_gib']:.1f} GiB")
-    add("")
-    add("## Headline")
-    add("")
-    for line in results["headline"]:
-        add(f"- {line}")
-    add("")
+    L += machine_lines(
+        info,
+        "environment and benchmark files",
+        ". A shared machine: another job holding one of the two cores roughly halves the JAX "
+        "rate (XLA uses both cores) but barely slows the single-threaded NumPy loop, so "
+        "contended points understate the ratio (see the load column).",
+        extra=extra,
+    )
+    L += bullets("## Headline", results["headline"])
     for name in setup["configs"]:
         r = results[name]
         n_agents = CONFIGS[name]["n_aps"] * CONFIGS[name]["n_ues"]
@@ -453,7 +373,7 @@ def write_report(path, info, setup, results, wall):
         for pol, npr in r["numpy"].items():
             add(
                 f"- NumPy loop, {pol}: **{npr['steps_per_s']:.1f} env steps/s** "
-                f"({_f(npr['steps_per_s'] * n_agents)} agent steps/s; runs "
+                f"({compact(npr['steps_per_s'] * n_agents)} agent steps/s; runs "
                 f"{', '.join(f'{x:.2f}' for x in npr['runs_s'])} s for {npr['n_steps']} steps; "
                 f"load {npr['load1']:.1f})"
             )
@@ -478,8 +398,8 @@ def write_report(path, info, setup, results, wall):
                 ratio = row["steps_per_s"] / base
                 runs = ", ".join(f"{x:.2f}" for x in row["runs_s"])
                 add(
-                    f"| {row['n_envs']} | {row['n_steps']} | {_f(row['steps_per_s'])} | "
-                    f"{_f(row['agent_steps_per_s'])} | **{ratio:.2f}x** | "
+                    f"| {row['n_envs']} | {row['n_steps']} | {compact(row['steps_per_s'])} | "
+                    f"{compact(row['agent_steps_per_s'])} | **{ratio:.2f}x** | "
                     f"{row['compile_s']:.1f} | {mem} | {runs} | {row['load1']:.1f} |"
                 )
             add("")
@@ -490,7 +410,7 @@ def write_report(path, info, setup, results, wall):
             add(
                 f"Diagnostic, k-strongest, {d['n_envs']} environments: the same rollout with "
                 "`env.step_env` (no auto-reset, so no discarded reset per step) runs "
-                f"{_f(d['steps_per_s'])} env steps/s"
+                f"{compact(d['steps_per_s'])} env steps/s"
                 + (f", {d['steps_per_s'] / ref:.2f}x the `env.step` rate." if ref else ".")
             )
             add("")
@@ -511,20 +431,15 @@ def write_report(path, info, setup, results, wall):
                 rel = f32.get(row["n_envs"], {}).get("steps_per_s")
                 rel = "-" if not rel else f"{row['steps_per_s'] / rel:.2f}x"
                 add(
-                    f"| {row['n_envs']} | {row['n_steps']} | {_f(row['steps_per_s'])} | "
+                    f"| {row['n_envs']} | {row['n_steps']} | {compact(row['steps_per_s'])} | "
                     f"**{row['steps_per_s'] / base:.2f}x** | {rel} | "
                     f"{', '.join(f'{x:.2f}' for x in row['runs_s'])} |"
                 )
             add("")
     if results.get("rates"):
         _ceiling_section(add, setup, results)
-    add("## Notes")
-    add("")
-    for line in results["notes"]:
-        add(f"- {line}")
-    add("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+    L += bullets("## Notes", results["notes"])
+    write_markdown(path, L)
 
 
 def _ceiling_section(add, setup, results):
@@ -566,10 +481,10 @@ def _ceiling_section(add, setup, results):
         n_tr = sum(v for k, v in c["counts"].items() if k != "product_flop")  # pairs count once
         meas = c["measured_steps_per_s"]
         add(
-            f"| {name} | {_f(c['counts']['product_flop'])} | {_f(n_tr)} | "
-            f"{c['window_s'] * 1e6:.1f} | {_f(c['bound_steps_per_s'])} | "
+            f"| {name} | {compact(c['counts']['product_flop'])} | {compact(n_tr)} | "
+            f"{c['window_s'] * 1e6:.1f} | {compact(c['bound_steps_per_s'])} | "
             f"**{c['bound_ratio']:.0f}x** | "
-            + ("-" if meas is None else f"{_f(meas)} | {meas / c['bound_steps_per_s']:.2f}")
+            + ("-" if meas is None else f"{compact(meas)} | {meas / c['bound_steps_per_s']:.2f}")
             + " |"
         )
     add("")
@@ -647,7 +562,7 @@ def main(argv=None):
                 # expected call time from the previous point (cost per env step ~ constant)
                 expect = None if prev is None else n * steps / prev
                 wu = 0 if (expect is not None and expect > 20.0) else warmup
-                row = time_jax(cfg, n, steps, pol, repeats, wu, _mem_available())
+                row = time_jax(cfg, n, steps, pol, repeats, wu, mem_available())
                 rows.append(row)
                 if "skipped" in row:
                     print(f"[{name}] jax {pol} n_envs={n}: {row['skipped']}", flush=True)
@@ -669,7 +584,7 @@ def main(argv=None):
             "k-strongest",
             repeats,
             warmup,
-            _mem_available(),
+            mem_available(),
             auto_reset=False,
         )
         r["diag"] = row
@@ -700,14 +615,14 @@ def main(argv=None):
             n_agents = cfg["n_aps"] * cfg["n_ues"]
             results["headline"].append(
                 f"{name} ({cfg['n_aps']}x{cfg['n_ues']}), k-strongest, {top['n_envs']} parallel "
-                f"environments (float32): {_f(top['steps_per_s'])} env steps/s "
-                f"({_f(top['agent_steps_per_s'])} agent steps/s) vs {base:.1f} env steps/s "
-                f"({_f(base * n_agents)} agent steps/s) for the NumPy loop: "
+                f"environments (float32): {compact(top['steps_per_s'])} env steps/s "
+                f"({compact(top['agent_steps_per_s'])} agent steps/s) vs {base:.1f} env steps/s "
+                f"({compact(base * n_agents)} agent steps/s) for the NumPy loop: "
                 f"**{top['steps_per_s'] / base:.2f}x** (target >= 100x: "
                 f"{'met' if top['steps_per_s'] / base >= 100 else 'NOT met'})"
             )
     info["load_end"] = os.getloadavg()
-    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    info["max_rss_gib"] = peak_rss_gib()
     results["notes"] = NOTES
     out = args.out or os.path.join(ROOT, "bench", "RESULTS_envs.md")
     write_report(out, info, setup, results, time.perf_counter() - t_start)

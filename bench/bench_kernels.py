@@ -33,22 +33,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-_REEXEC_MARK = "CFMIMO_BENCH_REMOVED_ENV"
-
-
-def _reexec_without_blas_overrides():
-    """Re-exec once without the OpenBLAS overrides (they are read when numpy is loaded)."""
-    if "--keep-blas-env" in sys.argv or _REEXEC_MARK in os.environ:
-        return
-    removed = [v for v in _BLAS_OVERRIDES if v in os.environ]
-    env = {k: v for k, v in os.environ.items() if k not in _BLAS_OVERRIDES}
-    env[_REEXEC_MARK] = ",".join(f"{v}={os.environ[v]}" for v in removed) or "-"
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
-
+from bench._common import (  # noqa: E402
+    BLAS_OVERRIDES,
+    blas_env_removed,
+    cpu_line,
+    openblas_info,
+    reexec_without_blas_overrides,
+    write_markdown,
+)
 
 if __name__ == "__main__":
-    _reexec_without_blas_overrides()
+    reexec_without_blas_overrides(__file__)
     # every core for NumPy's OpenBLAS (its default too; made explicit). OMP_NUM_THREADS and
     # XLA's own thread pool are left at their defaults.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
@@ -58,8 +53,6 @@ if __name__ == "__main__":
     expose_host_devices(os.cpu_count() or 1)
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import glob  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -109,42 +102,6 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _openblas_info():
-    """Core type, thread count and config of the OpenBLAS numpy loaded (as threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        return "; ".join(
-            f"{d.get('internal_api')} {d.get('version')} ({d.get('architecture')}, "
-            f"{d.get('num_threads')} threads)"
-            for d in threadpool_info()
-            if d.get("user_api") == "blas"
-        )
-    except ImportError:
-        pass
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for pre, suf in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
-            try:
-                cfg = getattr(lib, f"{pre}get_config{suf}")
-                core = getattr(lib, f"{pre}get_corename{suf}")
-                nth = getattr(lib, f"{pre}get_num_threads{suf}")
-            except AttributeError:
-                continue
-            cfg.restype = core.restype = ctypes.c_char_p
-            return f"{cfg().decode().strip()}; core type in use: {core().decode()}; {nth()} threads"
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = cfg["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 def _load():
     try:
         return "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -170,7 +127,6 @@ def _code_version():
 
 
 def machine_info():
-    removed = os.environ.get(_REEXEC_MARK, "")
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -179,12 +135,12 @@ def machine_info():
         "numpy": np.__version__,
         "jax": jax.__version__,
         "jax_devices": ", ".join(str(d) for d in jax.devices()),
-        "blas": _openblas_info(),
+        "blas": openblas_info(),
         "load_start": _load(),
         "code": _code_version(),
-        "blas_env_removed": "" if removed in ("", "-") else removed,
+        "blas_env_removed": blas_env_removed(),
         "kept_blas_env": ", ".join(
-            f"{v}={os.environ[v]}" for v in _BLAS_OVERRIDES if v in os.environ
+            f"{v}={os.environ[v]}" for v in BLAS_OVERRIDES if v in os.environ
         ),
     }
 
@@ -432,6 +388,24 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
         "against PyTorch)."
     )
     w("")
+    w(
+        "XL-MIMO ([XL-FUZZY]): [RESULTS_xl.md](RESULTS_xl.md) (channel generation and the "
+        "log-det SE per drop, MR and L-MMSE, against vectorised NumPy, with the bound of each; "
+        "training time per 2000 episodes next to the paper's Table I)."
+    )
+    w("")
+    w(
+        "Mobile APs ([MOBILE-AP]): [RESULTS_mobile_ap.md](RESULTS_mobile_ap.md) (UAV-AP "
+        "environment steps against vectorised NumPy; MADDPG, SF-MADDPG and PE-MADDPG training "
+        "against PyTorch MADDPG)."
+    )
+    w("")
+    w(
+        "AP cooperation ([AP-COOP]): [RESULTS_ap_cooperation.md](RESULTS_ap_cooperation.md) "
+        "(environment steps against vectorised NumPy; independent double DQN training against "
+        "PyTorch)."
+    )
+    w("")
     w("## What is measured")
     w("")
     w(
@@ -477,7 +451,7 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
     w("")
     w("## Machine")
     w("")
-    w(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
+    w(cpu_line(info))
     w(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']}")
     w(f"- Code: git commit {info['code']}")
     w(f"- JAX devices: {info['jax_devices']}")
@@ -604,8 +578,7 @@ def write_report(path, info, cfg, canon, agree, scaling, x64, wall):
             f"{r['load']} |"
         )
     w("")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    write_markdown(path, lines)
 
 
 # --------------------------------------------------------------------------------------------

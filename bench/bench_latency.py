@@ -37,7 +37,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_envs import _cpu_model, _git  # noqa: E402
+from bench._common import cpu_model, git, jax_devices, load_text, write_markdown  # noqa: E402
 
 SIZES = ((20, 6), (32, 8), (48, 12), (64, 16), (100, 20))
 QUICK_SIZES = ((20, 6), (32, 8))
@@ -83,10 +83,9 @@ def write_report(path, rows, sizes, repeats, wall):
         "",
         "## Machine",
         "",
-        f"- CPU: {_cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} "
-        f"({', '.join(f'{d.platform}:{d.id}' for d in jax.devices())})",
-        f"- Code: git commit {_git('rev-parse', '--short', 'HEAD')}",
-        f"- Load average at the end: {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} (shared machine)",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} ({jax_devices()})",
+        f"- Code: git commit {git('rev-parse', '--short', 'HEAD')}",
+        f"- Load average at the end: {load_text(load)} (shared machine)",
         "",
         "## Result (ms per decision; compile time in seconds in brackets)",
         "",
@@ -107,8 +106,7 @@ def write_report(path, rows, sizes, repeats, wall):
         "number of graph edges, `L K (L + K - 2)`, but in parallel vector operations).",
         "",
     ]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    write_markdown(path, lines)
 
 
 def main(argv=None):

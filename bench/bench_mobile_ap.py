@@ -74,7 +74,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -85,7 +84,22 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_envs import _cpu_model, _git, _mem_available  # noqa: E402
+from bench._common import (  # noqa: E402
+    Clock,
+    aot,
+    bullets,
+    compact,
+    compile_update,
+    describe_machine,
+    git,
+    ms,
+    peak_rss_gib,
+    scan_rollout,
+    time_compiled,
+    timed_update,
+    write_json,
+    write_markdown,
+)
 
 SCENARIO = "mobile_ap"
 N_ENVS = (1, 4, 16, 64, 256, 1024, 4096)
@@ -123,25 +137,6 @@ GUESS = {
 }
 
 
-class Clock:
-    """The run's time budget."""
-
-    def __init__(self, budget_s, max_point_s):
-        self.t0 = time.perf_counter()
-        self.budget_s, self.max_point_s = budget_s, max_point_s
-
-    def left(self):
-        return self.budget_s - (time.perf_counter() - self.t0)
-
-    def skip(self, predicted_s):
-        """A reason to skip a point predicted to take ``predicted_s``, or ``None``."""
-        if predicted_s > self.max_point_s:
-            return f"predicted {predicted_s:.0f} s > {self.max_point_s:.0f} s per point"
-        if predicted_s > self.left():
-            return f"predicted {predicted_s:.0f} s > {max(self.left(), 0):.0f} s left of the budget"
-        return None
-
-
 def _uptime():
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -150,8 +145,8 @@ def _uptime():
 
 
 def machine_info():
-    import jax
-
+    """:func:`bench._common.describe_machine` (no ``platform``) of the scenario's, trainers' and
+    benchmark's files, with PyTorch's version (``None`` without torch)."""
     files = [
         "cfmimo_jax/envs/mobile_ap.py",
         "cfmimo_jax/geometry.py",
@@ -170,18 +165,7 @@ def machine_info():
         tv = torch.__version__
     except ImportError:
         tv = None
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "torch": tv,
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _git("status", "--porcelain", "--", *files) or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-    }
+    return describe_machine(files, with_platform=False, after_jax={"torch": tv})
 
 
 # ---- set-up ---------------------------------------------------------------------------------
@@ -314,78 +298,23 @@ def env_parity(env, params, n_drops=3, seed=5):
     return out
 
 
-def _layers(state):
-    """An nnx ``MLP`` state -> ``[(kernel[in, out], bias[out]), ...]`` as NumPy."""
-    from bench.bench_offpolicy import _layers as layers
-
-    return layers(state)
-
-
 def net_parity(env, params, quick, seed=0):
     """JAX ``maddpg`` parameters copied into the torch networks: actions, Q values, one gradient
-    step (losses and every parameter after it) on the same minibatch of NumPy transitions."""
-    import jax
-    import jax.numpy as jnp
-    import torch
-
-    from algorithms.replay import Transition
-    from bench.bench_offpolicy import torch_config
-    from bench.torch_maddpg import TorchMADDPG, load_params, module_params
+    step (losses and every parameter after it) on the same minibatch of NumPy transitions
+    (``bench_offpolicy.maddpg_parity``); asserted."""
+    from bench.bench_offpolicy import MADDPG_NETS, maddpg_parity, torch_config
+    from bench.torch_maddpg import TorchMADDPG
 
     trainer = build_trainer("maddpg", env, params, quick)
     cfg = torch_config(trainer)
     tm = TorchMADDPG(cfg, make_env=functools.partial(numpy_env, env, params), seed=seed)
     for _ in range(8):  # random then noisy-actor transitions (no learning yet)
         tm.step()
-    batch = tm.buffer.sample(np.random.default_rng(seed), cfg.batch_size)
-    p, o = trainer.init_learner(jax.random.PRNGKey(seed + 7))
-    for name in ("actor", "critic", "actor_target", "critic_target"):
-        load_params(getattr(tm, name), _layers(p[name]))
-    tm.opt_actor = torch.optim.Adam(tm.actor.parameters(), lr=cfg.lr_actor)
-    tm.opt_critic = torch.optim.Adam(tm.critic.parameters(), lr=cfg.lr_critic)
-    jb = {k: jnp.asarray(v.numpy()) for k, v in batch.items()}
-    tr = Transition(
-        obs=jb["obs"],
-        action=jb["action"],
-        reward=jb["reward"],
-        next_obs=jb["next_obs"],
-        terminated=jb["terminated"] > 0.5,
-        state=jb["state"],
-        next_state=jb["next_state"],
+    out = maddpg_parity(trainer, tm, cfg, seed)
+    worst = max(
+        out[f"{name}_max_abs_after_step"] / max(out[f"{name}_max_move"], 1e-30)
+        for name in MADDPG_NETS
     )
-    u_j = np.asarray(jax.jit(trainer.policy_u)(p["actor"], tr.obs))
-    q_j = np.asarray(jax.jit(trainer.q_values)(p["critic"], tr.state, tr.action))
-    with torch.no_grad():
-        u_t = torch.tanh(tm.actor(batch["obs"])).numpy()
-        q_t = tm.q_values(tm.critic, batch["state"], batch["action"]).numpy()
-    new, _, m_j = jax.jit(trainer.learn)(p, o, tr, jax.random.PRNGKey(0), jnp.int32(1))
-    m_t = tm.learn(batch)
-    out = {
-        "n_params": int(sum(x.numel() for x in (*tm.actor.parameters(), *tm.critic.parameters()))),
-        "u_max_abs": float(np.max(np.abs(u_j - u_t))),
-        "q_max_abs": float(np.max(np.abs(q_j - q_t))),
-        "q_scale": float(np.max(np.abs(q_j))),
-        "critic_loss": float(m_j["critic_loss"]),
-        "critic_loss_abs": abs(float(m_j["critic_loss"]) - m_t["critic_loss"]),
-        "actor_loss": float(m_j["actor_loss"]),
-        "actor_loss_abs": abs(float(m_j["actor_loss"]) - m_t["actor_loss"]),
-    }
-    worst = 0.0
-    for name in ("actor", "critic", "actor_target", "critic_target"):
-        lj, lt, l0 = _layers(new[name]), module_params(getattr(tm, name)), _layers(p[name])
-        diff = max(
-            float(np.max(np.abs(a - b)))
-            for x, y in zip(lj, lt, strict=True)
-            for a, b in zip(x, y, strict=True)
-        )
-        moved = max(
-            float(np.max(np.abs(a - b)))
-            for x, y in zip(lj, l0, strict=True)
-            for a, b in zip(x, y, strict=True)
-        )
-        out[f"{name}_max_abs_after_step"] = diff
-        out[f"{name}_max_move"] = moved
-        worst = max(worst, diff / max(moved, 1e-30))
     if out["q_max_abs"] > 1e-4 * max(out["q_scale"], 1.0) or worst > 0.5:
         raise AssertionError(f"torch vs JAX networks: {out}")
     return out
@@ -395,31 +324,23 @@ def net_parity(env, params, quick, seed=0):
 
 
 def jax_rollout(env, params, n_envs):
+    """``(rollout, reset)`` of one episode of uniform random flat actions in ``[-1, 1]``
+    (``scan_rollout``)."""
     import jax
     import jax.numpy as jnp
 
     from cfmimo_jax.envs import spaces
 
-    T = env.episode_steps
     D = spaces.flat_dim(env.action_space)
 
-    def rollout(key, state, obs):
-        def body(carry, k):
-            state, obs, acc = carry
-            k_a, k_e = jax.random.split(k)
-            u = jax.random.uniform(k_a, (n_envs, env.n_agents, D), minval=-1.0, maxval=1.0)
-            a = spaces.unflatten(env.action_space, u)
-            obs, state, reward, done, info = env.step_batch(
-                jax.random.split(k_e, n_envs), state, a, params
-            )
-            acc = acc + jnp.sum(reward) + jnp.sum(done) + jnp.sum(obs[..., 0])
-            return (state, obs, acc), None
+    def act(key, obs):
+        u = jax.random.uniform(key, (n_envs, env.n_agents, D), minval=-1.0, maxval=1.0)
+        return spaces.unflatten(env.action_space, u)
 
-        zero = jnp.zeros((), jnp.float32)
-        (state, obs, acc), _ = jax.lax.scan(body, (state, obs, zero), jax.random.split(key, T))
-        return state, obs, acc
+    def consume(reward, done, obs, info):
+        return jnp.sum(reward) + jnp.sum(done) + jnp.sum(obs[..., 0])
 
-    return jax.jit(rollout), jax.jit(jax.vmap(env.reset, (0, None)))
+    return scan_rollout(env, params, n_envs, env.episode_steps, act, consume)
 
 
 def time_jax_env(env, params, n_envs, repeats, warmup, seed=0):
@@ -429,9 +350,7 @@ def time_jax_env(env, params, n_envs, repeats, warmup, seed=0):
     key = jax.random.PRNGKey(seed)
     obs, state = reset(jax.random.split(key, n_envs), params)
     jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    compiled = rollout.lower(key, state, obs).compile()
-    compile_s = time.perf_counter() - t0
+    compiled, compile_s = aot(rollout, key, state, obs)
     T = env.episode_steps
     warm = []
     for i in range(warmup):
@@ -514,21 +433,6 @@ def numpy_point(env, params, n, max_s, measured, run=1):
 # ---- where the time goes --------------------------------------------------------------------
 
 
-def _time_fn(fn, args, repeats):
-    import jax
-
-    t0 = time.perf_counter()
-    c = jax.jit(fn).lower(*args).compile()
-    comp = time.perf_counter() - t0
-    jax.block_until_ready(c(*args))
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(c(*args))
-        runs.append(time.perf_counter() - t0)
-    return comp, min(runs)
-
-
 def parts_split(env, params, n, repeats=3, seed=0):
     """Seconds per network of the step's parts, JAX (vmapped over ``n``, each compiled apart;
     best of ``repeats``) and NumPy (one network, mean over 100 calls)."""
@@ -580,8 +484,8 @@ def parts_split(env, params, n, repeats=3, seed=0):
     ]
     out = {"n_envs": n, "jax": {}, "numpy": {}, "jax_compile_s": {}}
     for name, fn, args in parts:
-        comp, t = _time_fn(fn, args, repeats)
-        out["jax"][name] = t / n
+        comp, runs = time_compiled(fn, args, repeats)
+        out["jax"][name] = min(runs) / n
         out["jax_compile_s"][name] = comp
     e = numpy_env(env, params, seed=seed)
     e.reset()
@@ -627,23 +531,13 @@ def parts_split(env, params, n, repeats=3, seed=0):
 
 
 def time_train_jax(trainer, repeats, learn_alone, max_warm_calls=40, seed=0):
-    import jax
-
     c = trainer.config
-    rs = trainer.init(jax.random.PRNGKey(seed))
-    jax.block_until_ready(rs)
-    t0 = time.perf_counter()
-    compiled = jax.jit(trainer.update).lower(rs).compile()
-    compile_s = time.perf_counter() - t0
+    rs, compiled, compile_s = compile_update(trainer, seed)
     vec = c.n_steps * c.updates_per_chunk
     metrics, warm = [], []
 
     def call(rs):
-        t0 = time.perf_counter()
-        rs, m = compiled(rs)
-        jax.block_until_ready((rs, m))
-        dt = time.perf_counter() - t0
-        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
+        rs, dt, m = timed_update(compiled, rs, metrics)
         return rs, dt, float(np.min(m["learning"])), float(np.max(m["learning"]))
 
     nonlearn = []
@@ -688,35 +582,13 @@ def time_train_jax(trainer, repeats, learn_alone, max_warm_calls=40, seed=0):
 def time_train_torch(env, params, trainer, threads, max_s, blocks=3, seed=0, warm_learn=3):
     import torch
 
-    from bench.bench_offpolicy import torch_config
+    from bench.bench_offpolicy import torch_blocks, torch_config
     from bench.torch_maddpg import TorchMADDPG
 
     torch.set_num_threads(threads)
     cfg = torch_config(trainer)
     tm = TorchMADDPG(cfg, make_env=functools.partial(numpy_env, env, params), seed=seed)
-    t0 = time.perf_counter()
-    m0 = {}
-    while tm.buffer.size < max(cfg.learning_starts, 1):
-        m0 = tm.step()
-    first = []
-    for _ in range(warm_learn):
-        t1 = time.perf_counter()
-        m0 = tm.step()
-        first.append(time.perf_counter() - t1)
-    warm_s = time.perf_counter() - t0
-    block_steps = int(max(1, min(500, (max_s / blocks) // min(first))))
-    for k in tm.timing:
-        tm.timing[k] = 0.0
-    runs, metrics, done = [], [m0], 0
-    for _ in range(blocks):
-        t1 = time.perf_counter()
-        for _ in range(block_steps):
-            m = tm.step()
-        runs.append(time.perf_counter() - t1)
-        metrics.append(m)
-        done += block_steps
-        if sum(runs) > max_s:
-            break
+    warm_s, _, block_steps, runs, metrics, done = torch_blocks(tm, cfg, max_s, blocks, warm_learn)
     t = statistics.median(runs)
     split = {k: v / done for k, v in tm.timing.items()}
     return {
@@ -739,18 +611,8 @@ def time_train_torch(env, params, trainer, threads, max_s, blocks=3, seed=0, war
 
 
 def _f(x):
-    """Compact number: 3 significant digits, a k suffix from 10^4."""
-    if x is None:
-        return "-"
-    if x >= 1e4:
-        return f"{x / 1e3:.3g}k"
-    if x >= 100:
-        return f"{x:.0f}"
-    return f"{x:.3g}"
-
-
-def _ms(x):
-    return "-" if x is None else f"{1e3 * x:.3g}"
+    """Compact number: 3 significant digits, a k suffix from 10^4 (no M suffix)."""
+    return compact(x, millions=False)
 
 
 def _us(x):
@@ -831,7 +693,7 @@ def reading(res, setup):
         m = tj["maddpg"]
         nl = m.get("nonlearning_per_vec_step_s")
         part = (
-            f" (of which acting + {m['n_envs']} environment steps {_ms(nl)} ms, the "
+            f" (of which acting + {m['n_envs']} environment steps {ms(nl)} ms, the "
             "non-learning calls of the same program)"
             if nl
             else ""
@@ -841,17 +703,17 @@ def reading(res, setup):
         if nl and envs_alone:
             e_ms = envs_alone["per_env_step_s"] * m["n_envs"]
             part += (
-                f"; the environments alone take {_ms(e_ms)} ms at {m['n_envs']} networks in "
+                f"; the environments alone take {ms(e_ms)} ms at {m['n_envs']} networks in "
                 f"part (a), so the trainer's own work outside the gradient step (acting, the "
                 f"buffer insert into its {setup['trainer_configs']['maddpg']['buffer_size']}-"
-                f"transition buffer, metrics) costs about {_ms(nl - e_ms)} ms per vectorised "
+                f"transition buffer, metrics) costs about {ms(nl - e_ms)} ms per vectorised "
                 "step"
             )
         out.append(
-            f"A MADDPG vectorised step: JAX {_ms(m['per_vec_step_s'])} ms{part}. PyTorch "
-            f"{_ms(tt['per_vec_step_s'])} ms (NumPy environment loop {_ms(sp['env_s'])} ms, "
-            f"gradient step {_ms(sp['learn_s'])} ms, acting {_ms(sp['act_s'])} ms, buffer "
-            f"{_ms(sp['buffer_s'])} ms)."
+            f"A MADDPG vectorised step: JAX {ms(m['per_vec_step_s'])} ms{part}. PyTorch "
+            f"{ms(tt['per_vec_step_s'])} ms (NumPy environment loop {ms(sp['env_s'])} ms, "
+            f"gradient step {ms(sp['learn_s'])} ms, acting {ms(sp['act_s'])} ms, buffer "
+            f"{ms(sp['buffer_s'])} ms)."
         )
     if tj:
         g = []
@@ -859,13 +721,13 @@ def reading(res, setup):
             alone = r.get("learn_alone", {}).get("per_grad_step_s")
             diff = r.get("grad_step_diff_s")
             g.append(
-                f"{name} {_ms(diff)} ms (difference of calls"
+                f"{name} {ms(diff)} ms (difference of calls"
                 + (f", {1 / diff:.3g} gradient steps/s" if diff and diff > 0 else "")
                 + ")"
-                + (f", {_ms(alone)} ms alone ({1 / alone:.3g}/s)" if alone else "")
+                + (f", {ms(alone)} ms alone ({1 / alone:.3g}/s)" if alone else "")
             )
         if tt:
-            g.append(f"PyTorch MADDPG {_ms(tt['grad_step_s'])} ms ({1 / tt['grad_step_s']:.3g}/s)")
+            g.append(f"PyTorch MADDPG {ms(tt['grad_step_s'])} ms ({1 / tt['grad_step_s']:.3g}/s)")
         ratio = ""
         for other in ("sf_maddpg", "pe_maddpg"):
             if "maddpg" in tj and other in tj:
@@ -1055,22 +917,18 @@ def write_report(path, info, setup, res, wall):
     tt = res.get("train_torch")
     for r in res["train_jax"]:
         alone = r.get("learn_alone", {}).get("per_grad_step_s")
-        g = (
-            _ms(r.get("grad_step_diff_s"))
-            + " (diff.)"
-            + (f", {_ms(alone)} (alone)" if alone else "")
-        )
+        g = ms(r.get("grad_step_diff_s")) + " (diff.)" + (f", {ms(alone)} (alone)" if alone else "")
         add(
             f"| {r['algo']} | JAX (jit) | {r['n_envs']} | {_f(r['steps_per_s'])} | "
             + (f"**{r['steps_per_s'] / tt['steps_per_s']:.2f}x** | " if tt else "- | ")
-            + f"{_ms(r['per_vec_step_s'])} | {g} | {r['compile_s']:.0f} | "
+            + f"{ms(r['per_vec_step_s'])} | {g} | {r['compile_s']:.0f} | "
             f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['load1']:.1f} |"
         )
     if tt:
         add(
             f"| maddpg | PyTorch ({tt['threads']} thread(s)) on NumPy envs | {tt['n_envs']} | "
-            f"{_f(tt['steps_per_s'])} | 1 (reference) | {_ms(tt['per_vec_step_s'])} | "
-            f"{_ms(tt['grad_step_s'])} | "
+            f"{_f(tt['steps_per_s'])} | 1 (reference) | {ms(tt['per_vec_step_s'])} | "
+            f"{ms(tt['grad_step_s'])} | "
             f"- | {', '.join(f'{x:.2f}' for x in tt['runs_s'])} ({tt['vec_steps_per_block']} "
             f"steps a block) | {tt['load1']:.1f} |"
         )
@@ -1105,13 +963,8 @@ def write_report(path, info, setup, res, wall):
                 f"{m0.get('critic_loss', nan):.3g} -> {m1.get('critic_loss', nan):.3g}"
             )
         add("")
-    add("## Reading")
-    add("")
-    for line in res.get("reading", []):
-        add(f"- {line}")
-    add("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+    L += bullets("## Reading", res.get("reading", []))
+    write_markdown(path, L)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -1159,18 +1012,14 @@ def parts_point(env, params, n_list, clock, res, last):
 
 def finish(args, info, setup, res, t_start, wall_before=0.0):
     res["reading"] = reading(res, setup)
-    info["max_rss_gib"] = max(
-        info.get("max_rss_gib", 0.0),
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-    )
+    info["max_rss_gib"] = max(info.get("max_rss_gib", 0.0), peak_rss_gib())
     wall = wall_before + time.perf_counter() - t_start
     out = args.out or (
         "/tmp/RESULTS_mobile_ap_quick.md"
         if setup["quick"]
         else os.path.join(ROOT, "bench", "RESULTS_mobile_ap.md")
     )
-    with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump({"machine": info, "setup": setup, "results": res, "wall_s": wall}, f, indent=1)
+    write_json(out, {"machine": info, "setup": setup, "results": res, "wall_s": wall})
     write_report(out, info, setup, res, wall)
     print(f"wrote {out} ({wall:.0f} s)")
     return 0
@@ -1185,7 +1034,7 @@ def extend(args):
         d = json.load(f)
     info, setup, res = d["machine"], d["setup"], d["results"]
     t_start = time.perf_counter()
-    run = {"uptime_start": _uptime(), "commit": _git("rev-parse", "--short", "HEAD")}
+    run = {"uptime_start": _uptime(), "commit": git("rev-parse", "--short", "HEAD")}
     clock = Clock(args.budget_s, args.max_point_s)
     env, params = make_env(setup["quick"])
     todo = [s for s in res["skipped"] if s.get("part") in ("env", "parts")]

@@ -41,8 +41,6 @@ import argparse
 import functools
 import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -52,7 +50,22 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_envs import _cpu_model, _f, _git, _mem_available  # noqa: E402
+from bench._common import (  # noqa: E402
+    best_per_n_envs,
+    bullets,
+    compact,
+    compile_update,
+    describe_machine,
+    machine_lines,
+    mlp_layers,
+    ms,
+    peak_rss_gib,
+    time_compiled,
+    timed_update,
+    torch_info,
+    write_json,
+    write_markdown,
+)
 
 SCENARIO = "power_control"
 ALGORITHM = "maddpg"
@@ -138,20 +151,11 @@ def torch_config(trainer):
 
 
 def numpy_env_kwargs(env, env_params):
-    """Keyword arguments of ``PowerControlNumPy`` for ``env`` (uplink, continuous)."""
-    if not env.uplink or env.action != "continuous" or env.lsfd:
-        raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
-    return dict(
-        tau_p=env.tau_p,
-        tau_c=env.tau_c,
-        p_max=env.p_max,
-        episode_steps=env.episode_steps,
-        obs_offset_db=float(env_params.obs_offset_db),
-        obs_scale_db=float(env_params.obs_scale_db),
-        obs_se_scale=float(env_params.obs_se_scale),
-        power_db_range=getattr(env, "db_range", None),
-        features=getattr(env, "features", "gains"),
-    )
+    """Keyword arguments of ``PowerControlNumPy`` for ``env`` (uplink, continuous):
+    ``PowerControlNumPy.env_kwargs``."""
+    from bench.numpy_power_control import PowerControlNumPy
+
+    return PowerControlNumPy.env_kwargs(env, env_params)
 
 
 def _action_box(env):
@@ -182,9 +186,8 @@ def pool_index(setups, state):
 
 
 def machine_info():
-    import jax
-    import torch
-
+    """:func:`bench._common.describe_machine` of the trainer's, environment's and benchmark's files,
+    with PyTorch's version and threads."""
     files = [
         "algorithms/ddpg.py",
         "algorithms/offpolicy.py",
@@ -198,21 +201,7 @@ def machine_info():
         "bench/torch_maddpg.py",
         "bench/bench_offpolicy.py",
     ]
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _git("status", "--porcelain", "--", *files) or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-    }
+    return describe_machine(files, after_jax=torch_info())
 
 
 # ---- parity checks --------------------------------------------------------------------------
@@ -280,29 +269,10 @@ def env_parity(n_setups=16, seed=1):
     }
 
 
-def _layers(state):
-    """An nnx ``MLP`` state -> ``[(kernel[in, out], bias[out]), ...]`` as NumPy."""
-    import jax
-
-    layers = state["layers"]
-    return [
-        (
-            np.asarray(jax.tree.leaves(layers[i]["kernel"])[0]),
-            np.asarray(jax.tree.leaves(layers[i]["bias"])[0]),
-        )
-        for i in range(len(layers))
-    ]
-
-
 def net_parity(seed=0):
     """JAX parameters copied into the torch networks: actions, Q values, one gradient step
     (losses and every parameter after it) on the same minibatch of real transitions."""
-    import jax
-    import jax.numpy as jnp
-    import torch
-
-    from algorithms.replay import Transition
-    from bench.torch_maddpg import TorchMADDPG, load_params, module_params
+    from bench.torch_maddpg import TorchMADDPG
 
     env, ep, trainer = build_jax(4)
     setups = pool_arrays(ep)
@@ -310,10 +280,33 @@ def net_parity(seed=0):
     tm = TorchMADDPG(cfg, setups, numpy_env_kwargs(env, ep), seed=seed)
     for _ in range(60):  # random then noisy-actor transitions (no learning yet: < 500)
         tm.step()
+    return maddpg_parity(
+        trainer, tm, cfg, seed, lr={"actor": cfg.lr_actor, "critic": cfg.lr_critic}
+    )
+
+
+MADDPG_NETS = ("actor", "critic", "actor_target", "critic_target")
+
+
+def maddpg_parity(trainer, tm, cfg, seed=0, lr=None):
+    """The initial parameters of the JAX ``maddpg`` learner of ``trainer`` copied into the
+    torch networks of ``tm`` (a ``TorchMADDPG`` with config ``cfg`` whose buffer holds a
+    minibatch): max abs differences of the actions and Q values on a minibatch of its
+    transitions, the critic and actor losses of one gradient step on it (``trainer.learn`` vs
+    ``tm.learn``) and, per network of ``MADDPG_NETS``, the largest parameter difference after
+    that step and the largest move of the step (with ``lr``, ``{"actor": .., "critic": ..}``,
+    each network's learning rate next to them)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from algorithms.replay import Transition
+    from bench.torch_maddpg import load_params, module_params
+
     batch = tm.buffer.sample(np.random.default_rng(seed), cfg.batch_size)
     params, opt_state = trainer.init_learner(jax.random.PRNGKey(seed + 7))
-    for name in ("actor", "critic", "actor_target", "critic_target"):
-        load_params(getattr(tm, name), _layers(params[name]))
+    for name in MADDPG_NETS:
+        load_params(getattr(tm, name), mlp_layers(params[name]))
     tm.opt_actor = torch.optim.Adam(tm.actor.parameters(), lr=cfg.lr_actor)
     tm.opt_critic = torch.optim.Adam(tm.critic.parameters(), lr=cfg.lr_critic)
     jb = {k: jnp.asarray(v.numpy()) for k, v in batch.items()}
@@ -343,9 +336,8 @@ def net_parity(seed=0):
         "actor_loss": float(m_j["actor_loss"]),
         "actor_loss_abs": abs(float(m_j["actor_loss"]) - m_t["actor_loss"]),
     }
-    lr = {"actor": cfg.lr_actor, "critic": cfg.lr_critic}
-    for name in ("actor", "critic", "actor_target", "critic_target"):
-        lj, lt = _layers(new[name]), module_params(getattr(tm, name))
+    for name in MADDPG_NETS:
+        lj, lt = mlp_layers(new[name]), module_params(getattr(tm, name))
         diff = max(
             float(np.max(np.abs(a - b)))
             for pj, pt in zip(lj, lt, strict=True)
@@ -353,12 +345,13 @@ def net_parity(seed=0):
         )
         moved = max(
             float(np.max(np.abs(a - b)))
-            for pj, p0 in zip(lj, _layers(params[name]), strict=True)
+            for pj, p0 in zip(lj, mlp_layers(params[name]), strict=True)
             for a, b in zip(pj, p0, strict=True)
         )
         out[f"{name}_max_abs_after_step"] = diff
         out[f"{name}_max_move"] = moved
-        out[f"{name}_lr"] = lr[name.split("_")[0]]
+        if lr is not None:
+            out[f"{name}_lr"] = lr[name.split("_")[0]]
     return out
 
 
@@ -366,19 +359,10 @@ def net_parity(seed=0):
 
 
 def _time_compiled(fn, args, repeats):
-    """``(compile_s, median_s, runs)`` of ``jax.jit(fn)`` on ``args`` (one warm-up call)."""
-    import jax
-
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs), runs
+    """``(compile_s, median_s)`` of ``jax.jit(fn)`` on ``args`` (one warm-up call,
+    ``repeats`` timed calls; :func:`bench._common.time_compiled`)."""
+    compile_s, runs = time_compiled(fn, args, repeats)
+    return compile_s, statistics.median(runs)
 
 
 def jax_env_alone(trainer, rs, n_vec_steps, repeats):
@@ -400,7 +384,7 @@ def jax_env_alone(trainer, rs, n_vec_steps, repeats):
         return jax.lax.scan(body, (env_state, obs, env_step), jax.random.split(key, n_vec_steps))
 
     args = (rs.params, rs.env_state, rs.obs, rs.env_step, jax.random.PRNGKey(1))
-    c, t, _ = _time_compiled(loop, args, repeats)
+    c, t = _time_compiled(loop, args, repeats)
     return {"compile_s": c, "per_vec_step_s": t / n_vec_steps}
 
 
@@ -425,30 +409,20 @@ def jax_learn_alone(trainer, rs, n_grad_steps, repeats):
         )
 
     args = (rs.params, rs.opt_state, rs.buffer, rs.grad_step, jax.random.PRNGKey(2))
-    c, t, _ = _time_compiled(loop, args, repeats)
+    c, t = _time_compiled(loop, args, repeats)
     return {"compile_s": c, "per_grad_step_s": t / n_grad_steps}
 
 
 def time_jax(n_envs, repeats, max_warm_calls=12, seed=0):
-    import jax
-
     _, _, trainer = build_jax(n_envs)
     c = trainer.config
-    rs = trainer.init(jax.random.PRNGKey(seed))
-    jax.block_until_ready(rs)
-    t0 = time.perf_counter()
-    compiled = jax.jit(trainer.update).lower(rs).compile()
-    compile_s = time.perf_counter() - t0
+    rs, compiled, compile_s = compile_update(trainer, seed)
     vec_steps = c.n_steps * c.updates_per_chunk
     steps = n_envs * vec_steps
     warm, metrics = [], []
 
     def call(rs):
-        t0 = time.perf_counter()
-        rs, m = compiled(rs)
-        jax.block_until_ready((rs, m))
-        dt = time.perf_counter() - t0
-        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
+        rs, dt, m = timed_update(compiled, rs, metrics)
         return rs, dt, float(np.min(m["learning"]))
 
     learning = 0.0
@@ -500,12 +474,12 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
     mid = 0.5 * sum(_action_box(env))
     act = jnp.full((n_envs, env.n_agents, 1), mid, jnp.float32)
     step = jax.vmap(env.step_env, (0, 0, 0, None))
-    _, t_step, _ = _time_compiled(lambda k, s: step(k, s, act, ep), (keys, st), repeats)
+    _, t_step = _time_compiled(lambda k, s: step(k, s, act, ep), (keys, st), repeats)
     reset = jax.vmap(env.reset, (0, None))
-    _, t_reset, _ = _time_compiled(lambda k: reset(k, ep), (keys,), repeats)
+    _, t_reset = _time_compiled(lambda k: reset(k, ep), (keys,), repeats)
     env_g, ep_g = envs.make(SCENARIO, env_config(pool=0))  # every reset generates its setup
     reset_g = jax.vmap(env_g.reset, (0, None))
-    _, t_gen, _ = _time_compiled(lambda k: reset_g(k, ep_g), (keys,), repeats)
+    _, t_gen = _time_compiled(lambda k: reset_g(k, ep_g), (keys,), repeats)
     kw = dict(env_kwargs, episode_steps=10**9)  # steps without the automatic reset
     npe = PowerControlNumPy(setups, seed=seed, **kw)
     npe.reset()
@@ -533,16 +507,16 @@ def env_split(n_envs, setups, env_kwargs, repeats=5, n_numpy=300, seed=0):
 # ---- timing: PyTorch ------------------------------------------------------------------------
 
 
-def time_torch(n_envs, threads, setups, env_kwargs, max_s, blocks=3, seed=0, warm_learn=3):
-    import torch
-
-    from bench.torch_maddpg import TorchMADDPG
-
-    torch.set_num_threads(threads)
-    _, _, trainer = build_jax(n_envs)
-    cfg = torch_config(trainer)
-    tm = TorchMADDPG(cfg, setups, env_kwargs, seed=seed)
+def torch_blocks(tm, cfg, max_s, blocks=3, warm_learn=3):
+    """Time a ``TorchMADDPG`` ``tm`` (config ``cfg``): steps until its buffer holds
+    ``learning_starts`` transitions, ``warm_learn`` learning steps timed one by one, then up to
+    ``blocks`` timed blocks of vectorised steps, each sized from the fastest of those to about
+    ``max_s / blocks`` seconds (1 to 500 steps), stopping once the blocks exceed ``max_s``;
+    ``tm.timing`` is zeroed before the blocks. Returns ``(warm_s, warm_learn_step_s,
+    block_steps, runs_s, metrics, steps_done)``, ``metrics`` the last warm-up step's and each
+    block's last step's."""
     t0 = time.perf_counter()
+    m0 = {}
     while tm.buffer.size < max(cfg.learning_starts, 1):
         m0 = tm.step()
     first = []
@@ -551,8 +525,7 @@ def time_torch(n_envs, threads, setups, env_kwargs, max_s, blocks=3, seed=0, war
         m0 = tm.step()
         first.append(time.perf_counter() - t1)
     warm_s = time.perf_counter() - t0
-    per_step = min(first)
-    block_steps = int(max(1, min(500, (max_s / blocks) // per_step)))
+    block_steps = int(max(1, min(500, (max_s / blocks) // min(first))))
     for k in tm.timing:
         tm.timing[k] = 0.0
     runs, metrics, done = [], [m0], 0
@@ -565,6 +538,21 @@ def time_torch(n_envs, threads, setups, env_kwargs, max_s, blocks=3, seed=0, war
         done += block_steps
         if sum(runs) > max_s:
             break
+    return warm_s, first, block_steps, runs, metrics, done
+
+
+def time_torch(n_envs, threads, setups, env_kwargs, max_s, blocks=3, seed=0, warm_learn=3):
+    import torch
+
+    from bench.torch_maddpg import TorchMADDPG
+
+    torch.set_num_threads(threads)
+    _, _, trainer = build_jax(n_envs)
+    cfg = torch_config(trainer)
+    tm = TorchMADDPG(cfg, setups, env_kwargs, seed=seed)
+    warm_s, first, block_steps, runs, metrics, done = torch_blocks(
+        tm, cfg, max_s, blocks, warm_learn
+    )
     t = statistics.median(runs)
     return {
         "n_envs": n_envs,
@@ -585,10 +573,6 @@ def time_torch(n_envs, threads, setups, env_kwargs, max_s, blocks=3, seed=0, war
 # ---- report ---------------------------------------------------------------------------------
 
 
-def _ms(x):
-    return "-" if x is None else f"{1e3 * x:.3g}"
-
-
 def _rest(x):
     """The JAX remainder: a difference of medians taken apart, noisy on a shared machine."""
     return "-" if x is None else (f"{1e3 * x:.3g}" if x >= 0 else f"<0 ({1e3 * x:.2g})")
@@ -605,8 +589,8 @@ def analyse(res, cores):
     head, split, reading = [], [], []
     for n in sorted(set(jx) & set(best)):
         head.append(
-            f"{n} environment(s): JAX {_f(jx[n]['steps_per_s'])} env steps/s vs PyTorch "
-            f"{_f(best[n]['steps_per_s'])} ({best[n]['threads']} thread(s)): "
+            f"{n} environment(s): JAX {compact(jx[n]['steps_per_s'])} env steps/s vs PyTorch "
+            f"{compact(best[n]['steps_per_s'])} ({best[n]['threads']} thread(s)): "
             f"**{jx[n]['steps_per_s'] / best[n]['steps_per_s']:.2f}x**"
         )
     bj = max(jx.values(), key=lambda r: r["steps_per_s"]) if jx else None
@@ -615,8 +599,9 @@ def analyse(res, cores):
     if bj and bt:
         ratio = bj["steps_per_s"] / bt["steps_per_s"]
         head.append(
-            f"best vs best: JAX {_f(bj['steps_per_s'])} env steps/s ({bj['n_envs']} envs) vs "
-            f"PyTorch {_f(bt['steps_per_s'])} ({bt['n_envs']} envs, {bt['threads']} thread(s)): "
+            f"best vs best: JAX {compact(bj['steps_per_s'])} env steps/s ({bj['n_envs']} envs) vs "
+            f"PyTorch {compact(bt['steps_per_s'])} ({bt['n_envs']} envs, {bt['threads']} "
+            "thread(s)): "
             f"**{ratio:.2f}x** (target >= 10x: {'met' if ratio >= 10 else 'not met'})"
         )
     for n in sorted(set(jx) | set(best)):
@@ -647,29 +632,29 @@ def analyse(res, cores):
         env_ceiling_j = nb / r["jax_env_s"]
         reading.append(
             f"JAX at its best point ({nb} environments): a vectorised step takes "
-            f"{_ms(r['jax_total_s'])} ms, of which acting + the environment step alone take "
-            f"{_ms(r['jax_env_s'])} ms ({_us(r['jax_env_s'] / nb)} us per environment step) and "
-            f"the gradient step alone {_ms(r['jax_learn_s'])} ms; the rest (buffer insert, "
-            f"the learning `cond`, metrics) {_ms(max(r['jax_rest_s'], 0.0))} ms. Its ceiling "
-            f"with free gradient steps would be {_f(env_ceiling_j)} env steps/s."
+            f"{ms(r['jax_total_s'])} ms, of which acting + the environment step alone take "
+            f"{ms(r['jax_env_s'])} ms ({_us(r['jax_env_s'] / nb)} us per environment step) and "
+            f"the gradient step alone {ms(r['jax_learn_s'])} ms; the rest (buffer insert, "
+            f"the learning `cond`, metrics) {ms(max(r['jax_rest_s'], 0.0))} ms. Its ceiling "
+            f"with free gradient steps would be {compact(env_ceiling_j)} env steps/s."
         )
         nt = bt["n_envs"]
         rt = rows[nt]
         per_env_t = rt["torch_env_s"] / nt
         reading.append(
             f"PyTorch at its best point ({nt} environments, {bt['threads']} thread(s)): a "
-            f"vectorised step takes {_ms(rt['torch_total_s'])} ms: the Python loop over the "
-            f"NumPy environments {_ms(rt['torch_env_s'])} ms ({_us(per_env_t)} us per "
+            f"vectorised step takes {ms(rt['torch_total_s'])} ms: the Python loop over the "
+            f"NumPy environments {ms(rt['torch_env_s'])} ms ({_us(per_env_t)} us per "
             f"environment step, a reset every {res['setup']['episode_steps']} steps included), "
-            f"acting {_ms(rt['torch_act_s'])} ms, buffer insert {_ms(rt['torch_buffer_s'])} ms, "
-            f"the gradient step (sampling included) {_ms(rt['torch_learn_s'])} ms. However many "
-            f"environments, the NumPy loop caps it at {_f(1 / per_env_t)} env steps/s."
+            f"acting {ms(rt['torch_act_s'])} ms, buffer insert {ms(rt['torch_buffer_s'])} ms, "
+            f"the gradient step (sampling included) {ms(rt['torch_learn_s'])} ms. However many "
+            f"environments, the NumPy loop caps it at {compact(1 / per_env_t)} env steps/s."
         )
         small = min(n for n in rows if "jax_learn_s" in rows[n] and "torch_learn_s" in rows[n])
         rs_ = rows[small]
         reading.append(
-            f"Gradient steps: JAX {_ms(rs_['jax_learn_s'])} ms vs PyTorch "
-            f"{_ms(rs_['torch_learn_s'])} ms per step (at {small} environment(s)), "
+            f"Gradient steps: JAX {ms(rs_['jax_learn_s'])} ms vs PyTorch "
+            f"{ms(rs_['torch_learn_s'])} ms per step (at {small} environment(s)), "
             f"{rs_['torch_learn_s'] / rs_['jax_learn_s']:.2f}x; with few environments the "
             "gradient step is the whole cost on both sides, so the ratio there is about this "
             "ratio."
@@ -727,8 +712,9 @@ def analyse(res, cores):
             f"Target >= 10x best vs best: {verdict} ({ratio:.2f}x). Bound: with more "
             "environments the gradient step (one per vectorised step) is amortised and both "
             "loops tend to their environment-only ceilings, whose ratio is "
-            f"{ceil_ratio:.1f}x here (JAX {_f(env_ceiling_j)} env steps/s with acting, PyTorch "
-            f"{_f(1 / per_env_t)} for its NumPy loop alone). At the best points the time "
+            f"{ceil_ratio:.1f}x here (JAX {compact(env_ceiling_j)} env steps/s with acting, "
+            "PyTorch "
+            f"{compact(1 / per_env_t)} for its NumPy loop alone). At the best points the time "
             f"splits into: JAX {shares_j}; PyTorch {shares_t}."
         )
         if es and ratio < 10:
@@ -771,17 +757,17 @@ def analyse(res, cores):
             loads = [j["load1"] for j in res["jax"]]
             others = [rows[n]["jax_rest_s"] for n in rows if n != nb and "jax_rest_s" in rows[n]]
             span = (
-                f"; at the other points it came out {_ms(min(others))} to {_ms(max(others))} ms"
+                f"; at the other points it came out {ms(min(others))} to {ms(max(others))} ms"
                 if others
                 else ""
             )
             reading.append(
-                f"JAX's rest at {nb} environments ({_ms(r['jax_rest_s'])} ms, "
+                f"JAX's rest at {nb} environments ({ms(r['jax_rest_s'])} ms, "
                 f"{100 * r['jax_rest_s'] / r['jax_total_s']:.0f}% of the step) is the timed "
                 "calls' median minus the two parts timed separately after them (1-minute load "
                 f"{min(loads):.1f}-{max(loads):.1f} on {cores} cores), not a part timed itself"
                 f"{span}. What the run measured of the JAX loop is its environment with acting "
-                f"({_ms(r['jax_env_s'])} ms) and its gradient step ({_ms(r['jax_learn_s'])} ms)."
+                f"({ms(r['jax_env_s'])} ms) and its gradient step ({ms(r['jax_learn_s'])} ms)."
             )
     return head, split, reading, ratio
 
@@ -892,24 +878,12 @@ def write_report(path, info, setup, res, wall):
         "load average after the point."
     )
     add("")
-    add("## Machine")
-    add("")
-    add(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
-    add(
-        f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} "
-        f"({info['devices']}), PyTorch {info['torch']} ({info['torch_threads']} intra-op "
-        f"threads, {info['torch_interop_threads']} inter-op)"
+    L += machine_lines(
+        info,
+        "trainer, environment and benchmark files",
+        " (a shared machine: other jobs may hold a core).",
+        torch=True,
     )
-    dirty = "clean" if not info["dirty"] else "uncommitted: " + info["dirty"].replace("\n", "; ")
-    add(f"- Code: git commit {info['commit']} (trainer, environment and benchmark files {dirty})")
-    add(f"- Memory available at start: {info['mem_gib']:.1f} GiB")
-    la0, la1 = info["load_start"], info["load_end"]
-    add(
-        f"- Load average (1, 5, 15 min) at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
-        f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} (a shared machine: other jobs may hold a core)."
-    )
-    add(f"- Peak resident memory of the benchmark process: {info['max_rss_gib']:.1f} GiB")
-    add("")
     add("## Parity")
     add("")
     ep = res["env_parity"]
@@ -945,11 +919,7 @@ def write_report(path, info, setup, res, wall):
         "weights with gradients near zero in float32 can differ by up to that)."
     )
     add("")
-    add("## Results")
-    add("")
-    for line in res["headline"]:
-        add(f"- {line}")
-    add("")
+    L += bullets("## Results", res["headline"])
     nc = info["cores"]
     add(
         f"| n_envs | JAX env steps/s | JAX agent steps/s | PyTorch {nc} threads env steps/s "
@@ -964,8 +934,8 @@ def write_report(path, info, setup, res, wall):
     for n in sorted(set(jrows) | set(best)):
         r, tb = jrows.get(n), best.get(n)
         tn, t1 = by.get((n, nc)), by.get((n, 1))
-        js = "-" if r is None else _f(r["steps_per_s"])
-        ja = "-" if r is None else _f(A * r["steps_per_s"])
+        js = "-" if r is None else compact(r["steps_per_s"])
+        ja = "-" if r is None else compact(A * r["steps_per_s"])
         ratio = (
             "-" if (r is None or tb is None) else f"**{r['steps_per_s'] / tb['steps_per_s']:.2f}x**"
         )
@@ -979,8 +949,8 @@ def write_report(path, info, setup, res, wall):
         jl = "-" if r is None else f"{r['load1']:.1f}"
         tl = "/".join(f"{t['load1']:.1f}" for t in (tn, t1) if t is not None)
         add(
-            f"| {n} | {js} | {ja} | {_f(tn['steps_per_s']) if tn else '-'} | "
-            f"{_f(t1['steps_per_s']) if t1 else '-'} | {ratio} | {comp} | {jruns} | "
+            f"| {n} | {js} | {ja} | {compact(tn['steps_per_s']) if tn else '-'} | "
+            f"{compact(t1['steps_per_s']) if t1 else '-'} | {ratio} | {comp} | {jruns} | "
             f"{truns or '-'} | {jl}; {tl or '-'} |"
         )
     add("")
@@ -994,14 +964,14 @@ def write_report(path, info, setup, res, wall):
     add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in res["split"]:
         n = s["n_envs"]
-        cj = _f(n / s["jax_env_s"]) if "jax_env_s" in s else "-"
-        ct = _f(n / s["torch_env_s"]) if "torch_env_s" in s else "-"
+        cj = compact(n / s["jax_env_s"]) if "jax_env_s" in s else "-"
+        ct = compact(n / s["torch_env_s"]) if "torch_env_s" in s else "-"
         add(
-            f"| {n} | {_ms(s.get('jax_total_s'))} | {_ms(s.get('jax_env_s'))} | "
-            f"{_ms(s.get('jax_learn_s'))} | {_rest(s.get('jax_rest_s'))} | "
-            f"{_ms(s.get('torch_total_s'))} | {_ms(s.get('torch_act_s'))} | "
-            f"{_ms(s.get('torch_env_s'))} | {_ms(s.get('torch_buffer_s'))} | "
-            f"{_ms(s.get('torch_learn_s'))} | {cj} | {ct} |"
+            f"| {n} | {ms(s.get('jax_total_s'))} | {ms(s.get('jax_env_s'))} | "
+            f"{ms(s.get('jax_learn_s'))} | {_rest(s.get('jax_rest_s'))} | "
+            f"{ms(s.get('torch_total_s'))} | {ms(s.get('torch_act_s'))} | "
+            f"{ms(s.get('torch_env_s'))} | {ms(s.get('torch_buffer_s'))} | "
+            f"{ms(s.get('torch_learn_s'))} | {cj} | {ct} |"
         )
     add("")
     add(
@@ -1056,18 +1026,9 @@ def write_report(path, info, setup, res, wall):
             "and `reset`."
         )
         add("")
-    add("### Learning sanity (both trainers learn on every timed step)")
-    add("")
-    for line in res["sanity"]:
-        add(f"- {line}")
-    add("")
-    add("## Reading")
-    add("")
-    for line in res["reading"]:
-        add(f"- {line}")
-    add("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+    L += bullets("### Learning sanity (both trainers learn on every timed step)", res["sanity"])
+    L += bullets("## Reading", res["reading"])
+    write_markdown(path, L)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -1098,8 +1059,7 @@ def main(argv=None):
         res.update(headline=head, split=split, reading=reading, best_vs_best=ratio)
         out = args.out or os.path.splitext(args.report_only)[0] + ".md"
         write_report(out, info, setup, res, d["wall_s"])
-        with open(os.path.splitext(out)[0] + ".json", "w") as f:
-            json.dump(d, f, indent=1)
+        write_json(out, d)
         print(f"wrote {out}")
         return 0
 
@@ -1190,11 +1150,7 @@ def main(argv=None):
                 flush=True,
             )
     torch.set_num_threads(n_cpu)
-    best = {}
-    for r in res["torch"]:
-        b = best.get(r["n_envs"])
-        if b is None or r["steps_per_s"] > b["steps_per_s"]:
-            best[r["n_envs"]] = r
+    best = best_per_n_envs(res["torch"])
     res["torch_best"] = [best[n] for n in sorted(best)]
 
     res["env_split"] = env_split(max(jax_n), setups, env_kwargs)
@@ -1222,14 +1178,12 @@ def main(argv=None):
         print(line)
 
     info["load_end"] = os.getloadavg()
-    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    info["max_rss_gib"] = peak_rss_gib()
     out = args.out or os.path.join(ROOT, "bench", "RESULTS_offpolicy.md")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     wall = time.perf_counter() - t_start
     write_report(out, info, setup, res, wall)
-    js = os.path.splitext(out)[0] + ".json"
-    with open(js, "w") as f:
-        json.dump(dict(machine=info, setup=setup, results=res, wall_s=wall), f, indent=1)
+    js = write_json(out, dict(machine=info, setup=setup, results=res, wall_s=wall))
     print(f"wrote {out} and {js}")
     return 0
 

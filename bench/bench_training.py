@@ -28,10 +28,7 @@ on random and real observations.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -41,7 +38,21 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_envs import _cpu_model, _f, _git, _mem_available  # noqa: E402
+from bench._common import (  # noqa: E402
+    best_per_n_envs,
+    bullets,
+    compact,
+    compile_update,
+    describe_machine,
+    machine_lines,
+    mem_available,
+    memory_bytes,
+    peak_rss_gib,
+    timed_update,
+    torch_info,
+    write_json,
+    write_markdown,
+)
 
 CONFIG = os.path.join(ROOT, "configs", "ap_selection_medium.yaml")
 JAX_N_ENVS = (2, 4, 16, 64, 256, 1024)
@@ -114,9 +125,8 @@ def torch_setup(trainer):
 
 
 def machine_info():
-    import jax
-    import torch
-
+    """:func:`bench._common.describe_machine` of the trainer's, environment's and benchmark's files,
+    with PyTorch's version and threads."""
     files = [
         "algorithms",
         "cfmimo_jax/envs",
@@ -124,21 +134,7 @@ def machine_info():
         "bench/torch_mappo.py",
         "bench/bench_training.py",
     ]
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _git("status", "--porcelain", "--", *files) or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-    }
+    return describe_machine(files, after_jax=torch_info())
 
 
 # ---- parity check ---------------------------------------------------------------------------
@@ -243,20 +239,9 @@ def parity_check(seed=0):
 
 
 def time_jax(n_envs, repeats, mem_limit, max_call_s, seed=0):
-    import jax
-
     _, _, trainer = build_jax(n_envs)
-    state = trainer.init(jax.random.PRNGKey(seed))
-    jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    compiled = jax.jit(trainer.update).lower(state).compile()
-    compile_s = time.perf_counter() - t0
-    mem = None
-    try:
-        m = compiled.memory_analysis()
-        mem = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-    except Exception:  # noqa: BLE001 (not every backend reports it)
-        pass
+    state, compiled, compile_s = compile_update(trainer, seed)
+    mem = memory_bytes(compiled)
     steps = n_envs * trainer.config.n_steps * trainer.config.updates_per_chunk
     out = {"n_envs": n_envs, "env_steps_per_call": steps, "compile_s": compile_s}
     out["mem_bytes"] = mem
@@ -266,11 +251,7 @@ def time_jax(n_envs, repeats, mem_limit, max_call_s, seed=0):
     runs, first = [], None
     metrics = []
     while True:
-        t0 = time.perf_counter()
-        state, m = compiled(state)
-        jax.block_until_ready((state, m))
-        dt = time.perf_counter() - t0
-        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
+        state, dt, _ = timed_update(compiled, state, metrics)
         if first is None:
             first = dt
             if dt <= max_call_s:  # warm-up call, not counted
@@ -419,24 +400,12 @@ def write_report(path, info, setup, res, wall):
         "after the point; the benchmark itself accounts for about 1.5-2 on this 2-core machine."
     )
     add("")
-    add("## Machine")
-    add("")
-    add(f"- CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})")
-    add(
-        f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} "
-        f"({info['devices']}), PyTorch {info['torch']} ({info['torch_threads']} intra-op "
-        f"threads, {info['torch_interop_threads']} inter-op)"
+    L += machine_lines(
+        info,
+        "trainer, environment and benchmark files",
+        " (a shared machine: other jobs may hold a core).",
+        torch=True,
     )
-    dirty = "clean" if not info["dirty"] else "uncommitted: " + info["dirty"].replace("\n", "; ")
-    add(f"- Code: git commit {info['commit']} (trainer, environment and benchmark files {dirty})")
-    add(f"- Memory available at start: {info['mem_gib']:.1f} GiB")
-    la0, la1 = info["load_start"], info["load_end"]
-    add(
-        f"- Load average (1, 5, 15 min) at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
-        f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} (a shared machine: other jobs may hold a core)."
-    )
-    add(f"- Peak resident memory of the benchmark process: {info['max_rss_gib']:.1f} GiB")
-    add("")
     add("## Parity of the two networks")
     add("")
     par = res["parity"]
@@ -461,11 +430,7 @@ def write_report(path, info, setup, res, wall):
         f"(`{par['grad_worst_param']}`)."
     )
     add("")
-    add("## Results")
-    add("")
-    for line in res["headline"]:
-        add(f"- {line}")
-    add("")
+    L += bullets("## Results", res["headline"])
     nc = info["cores"]
     add(
         f"| n_envs | env steps / update | JAX env steps/s | JAX agent steps/s | PyTorch {nc} "
@@ -484,7 +449,7 @@ def write_report(path, info, setup, res, wall):
 
         def cell(t, key, n=n):
             if t is not None:
-                return _f(t[key])
+                return compact(t[key])
             return "skipped" if (n, nc) in skipped and key == "steps_per_s" else "-"
 
         if r is None or "skipped" in r:
@@ -493,7 +458,7 @@ def write_report(path, info, setup, res, wall):
             comp = "-" if r is None else f"{r['compile_s']:.1f}"
             jl = "-"
         else:
-            js, ja = _f(r["steps_per_s"]), _f(r["agent_steps_per_s"])
+            js, ja = compact(r["steps_per_s"]), compact(r["agent_steps_per_s"])
             ratio_b = "-" if tb is None else f"**{r['steps_per_s'] / tb['steps_per_s']:.2f}x**"
             ratio_n = "-" if tn is None else f"{r['steps_per_s'] / tn['steps_per_s']:.2f}x"
             jruns = ", ".join(f"{x:.2f}" for x in r["runs_s"])
@@ -539,18 +504,9 @@ def write_report(path, info, setup, res, wall):
             "forward passes)."
         )
         add("")
-    add("### Learning sanity (both trainers really train)")
-    add("")
-    for line in res["sanity"]:
-        add(f"- {line}")
-    add("")
-    add("## Reading")
-    add("")
-    for line in res["reading"]:
-        add(f"- {line}")
-    add("")
-    with open(path, "w") as f:
-        f.write("\n".join(L))
+    L += bullets("### Learning sanity (both trainers really train)", res["sanity"])
+    L += bullets("## Reading", res["reading"])
+    write_markdown(path, L)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -627,7 +583,7 @@ def main(argv=None):
     prev = {}
     for n in sorted(set(jax_n) | set(torch_n)):
         if n in jax_n:
-            r = time_jax(n, repeats, _mem_available(), args.max_call_s)
+            r = time_jax(n, repeats, mem_available(), args.max_call_s)
             res["jax"].append(r)
             if "skipped" in r:
                 print(f"jax n_envs={n}: skipped ({r['skipped']})", flush=True)
@@ -661,11 +617,7 @@ def main(argv=None):
             )
     torch.set_num_threads(n_cpu)
     # the reference at each n_envs: the faster of the thread settings
-    best_torch = {}
-    for r in res["torch"]:
-        b = best_torch.get(r["n_envs"])
-        if b is None or r["steps_per_s"] > b["steps_per_s"]:
-            best_torch[r["n_envs"]] = r
+    best_torch = best_per_n_envs(res["torch"])
     res["torch_best"] = [best_torch[n] for n in sorted(best_torch)]
 
     # where the time goes: the JAX rollout alone at the shared points up to 64 environments
@@ -693,21 +645,22 @@ def main(argv=None):
     for n in shared:
         ratio = jx[n]["steps_per_s"] / tor[n]["steps_per_s"]
         res["headline"].append(
-            f"{n} environments: JAX {_f(jx[n]['steps_per_s'])} env steps/s vs PyTorch "
-            f"{_f(tor[n]['steps_per_s'])} ({tor[n]['threads']} thread(s)): **{ratio:.2f}x**"
+            f"{n} environments: JAX {compact(jx[n]['steps_per_s'])} env steps/s vs PyTorch "
+            f"{compact(tor[n]['steps_per_s'])} ({tor[n]['threads']} thread(s)): **{ratio:.2f}x**"
         )
     if jx and tor:
         bj = max(jx.values(), key=lambda r: r["steps_per_s"])
         bt = max(tor.values(), key=lambda r: r["steps_per_s"])
         lj = jx[max(jx)]
         res["headline"].append(
-            f"best vs best: JAX {_f(bj['steps_per_s'])} env steps/s ({bj['n_envs']} envs) vs "
-            f"PyTorch {_f(bt['steps_per_s'])} ({bt['n_envs']} envs, {bt['threads']} thread(s)): "
+            f"best vs best: JAX {compact(bj['steps_per_s'])} env steps/s ({bj['n_envs']} envs) vs "
+            f"PyTorch {compact(bt['steps_per_s'])} ({bt['n_envs']} envs, {bt['threads']} "
+            "thread(s)): "
             f"**{bj['steps_per_s'] / bt['steps_per_s']:.2f}x**"
         )
         res["headline"].append(
-            f"JAX at its largest n_envs that ran ({lj['n_envs']}): {_f(lj['steps_per_s'])} env "
-            f"steps/s, **{lj['steps_per_s'] / bt['steps_per_s']:.2f}x** PyTorch's best"
+            f"JAX at its largest n_envs that ran ({lj['n_envs']}): {compact(lj['steps_per_s'])} "
+            f"env steps/s, **{lj['steps_per_s'] / bt['steps_per_s']:.2f}x** PyTorch's best"
         )
     for r in res["jax"]:
         if "skipped" in r:
@@ -738,13 +691,11 @@ def main(argv=None):
         ]
 
     info["load_end"] = os.getloadavg()
-    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    info["max_rss_gib"] = peak_rss_gib()
     out = args.out or os.path.join(ROOT, "bench", "RESULTS_training.md")
     wall = time.perf_counter() - t_start
     write_report(out, info, setup, res, wall)
-    js = os.path.splitext(out)[0] + ".json"
-    with open(js, "w") as f:
-        json.dump(dict(machine=info, setup=setup, results=res, wall_s=wall), f, indent=1)
+    js = write_json(out, dict(machine=info, setup=setup, results=res, wall_s=wall))
     print(f"wrote {out} and {js}")
     return 0
 

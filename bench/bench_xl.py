@@ -60,28 +60,29 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-_BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-_REEXEC_MARK = "CFMIMO_BENCH_REMOVED_ENV"
-
-
-def _reexec_without_blas_overrides():
-    """Re-exec once without the OpenBLAS overrides (they are read when numpy is loaded)."""
-    if "--keep-blas-env" in sys.argv or _REEXEC_MARK in os.environ:
-        return
-    removed = [v for v in _BLAS_OVERRIDES if v in os.environ]
-    env = {k: v for k, v in os.environ.items() if k not in _BLAS_OVERRIDES}
-    env[_REEXEC_MARK] = ",".join(f"{v}={os.environ[v]}" for v in removed) or "-"
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
-
+from bench._common import (  # noqa: E402
+    aot,
+    blas_env_removed,
+    bullets,
+    compile_update,
+    describe_machine,
+    ms,
+    openblas_functions,
+    openblas_info,
+    peak_rss_gib,
+    reexec_without_blas_overrides,
+    time_calls,
+    timed_update,
+    versions_line,
+    write_json,
+    write_markdown,
+)
 
 if __name__ == "__main__":
-    _reexec_without_blas_overrides()
+    reexec_without_blas_overrides(__file__)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -90,8 +91,6 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import numpy_xl as nx  # noqa: E402
-from bench.bench_envs import _cpu_model, _git, _mem_available  # noqa: E402
-from bench.bench_kernels import _openblas_info  # noqa: E402
 
 COMBINERS = ("l_mmse", "mr")
 METHODS = ("fl_ctce", "fl_ctde", "maddpg")
@@ -132,23 +131,11 @@ def make_env(env_cfg, combiner):
 
 
 def machine_info():
-    import jax
-
-    removed = os.environ.get(_REEXEC_MARK, "")
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "devices": ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()),
-        "blas": _openblas_info(),
-        "blas_env_removed": "" if removed in ("", "-") else removed,
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _git("status", "--porcelain", "--", *CODE_FILES) or "",
-        "mem_gib": (_mem_available() or 0) / 2**30,
-    }
+    """:func:`bench._common.describe_machine` of ``CODE_FILES``, with NumPy's BLAS and the OpenBLAS
+    overrides the script removed."""
+    return describe_machine(
+        CODE_FILES, after_devices={"blas": openblas_info(), "blas_env_removed": blas_env_removed()}
+    )
 
 
 def _uptime():
@@ -156,27 +143,6 @@ def _uptime():
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _openblas():
-    """``(set_num_threads, get_num_threads)`` of the OpenBLAS NumPy loaded, or ``None``."""
-    import ctypes
-    import glob
-
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for pre, suf in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
-            try:
-                return getattr(lib, f"{pre}set_num_threads{suf}"), getattr(
-                    lib, f"{pre}get_num_threads{suf}"
-                )
-            except AttributeError:
-                continue
-    return None
 
 
 _BLAS = None
@@ -187,7 +153,7 @@ def blas_threads(n=None):
     in use (``None`` when it cannot be read)."""
     global _BLAS
     if _BLAS is None:
-        _BLAS = _openblas() or False
+        _BLAS = openblas_functions("set_num_threads", "get_num_threads") or False
     if not _BLAS:
         return None
     if n is not None:
@@ -219,31 +185,13 @@ def jax_se(combiner, solve="auto"):
     return lambda G, p: uplink_se_log_det(G, p, combiner, solve=solve)
 
 
-def aot(fn, *args):
-    """``(compiled, compile_s)`` of ``jax.jit(fn)`` on ``args`` (ahead of time)."""
-    import jax
-
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - t0
-
-
-def time_calls(compiled, args, calls):
-    """Seconds of ``calls`` calls in a row, each to ``block_until_ready``."""
-    import jax
-
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        jax.block_until_ready(compiled(*args))
-    return time.perf_counter() - t0
-
-
 # ---- NumPy loops ----------------------------------------------------------------------------
 
 
-def numpy_drop_channels(rng, bases, env, n_real, dtype):
-    """One drop in NumPy: ``drop_large_scale`` + ``sample_channels``."""
-    beta, _ = nx.drop_large_scale(
+def numpy_drop(rng, env):
+    """``(beta, beta_db)`` of one drop of the scenario in NumPy (``numpy_xl.drop_large_scale``
+    with the environment's layout, area, height and shadowing)."""
+    return nx.drop_large_scale(
         rng,
         env.M,
         env.K,
@@ -253,6 +201,11 @@ def numpy_drop_channels(rng, bases, env, n_real, dtype):
         shadow_std_db=env.shadow_std_db,
         decorrelation_m=env.shadow_decorrelation_m,
     )
+
+
+def numpy_drop_channels(rng, bases, env, n_real, dtype):
+    """One drop in NumPy: ``drop_large_scale`` + ``sample_channels``."""
+    beta, _ = numpy_drop(rng, env)
     return nx.sample_channels(rng, *bases[np.dtype(dtype).name], beta, n_real)
 
 
@@ -531,21 +484,7 @@ def channel_parity(env_cfg, n=1024, n_drops=256, seed=7):
             raise AssertionError(f"{name} channel correlation off by {max(er, es):.3g}")
     d = jax.jit(jax.vmap(env.drop))(jax.random.split(jax.random.PRNGKey(seed), n_drops))
     bj = np.asarray(d.beta_db, np.float64)
-    bn = np.stack(
-        [
-            nx.drop_large_scale(
-                rng,
-                env.M,
-                env.K,
-                bs_layout=env.bs_layout,
-                side=env.side_m,
-                height=env.height_m,
-                shadow_std_db=env.shadow_std_db,
-                decorrelation_m=env.shadow_decorrelation_m,
-            )[1]
-            for _ in range(n_drops)
-        ]
-    )
+    bn = np.stack([numpy_drop(rng, env)[1] for _ in range(n_drops)])
     out.update(
         beta_db_mean_jax=float(bj.mean()),
         beta_db_mean_numpy=float(bn.mean()),
@@ -702,8 +641,6 @@ def time_env_alone(env_cfg, combiner, n_envs, n_steps, repeats, seed=0):
 
 def time_training(env_cfg, budget, combiner, method, repeats, n_envs=None, seed=0):
     """Steady-state seconds per 2000 episodes of one trainer (module docstring, (c))."""
-    import jax
-
     import algorithms
 
     env, ep = make_env(env_cfg, combiner)
@@ -715,17 +652,12 @@ def time_training(env_cfg, budget, combiner, method, repeats, n_envs=None, seed=
     trainer = algorithms.make_train(method, tc, env, ep)
     c = trainer.config
     episodes = c.n_envs * c.n_steps * c.updates_per_chunk / env.episode_steps
-    rs = trainer.init(jax.random.PRNGKey(seed))
-    jax.block_until_ready(rs)
-    compiled, compile_s = aot(trainer.update, rs)
+    rs, compiled, compile_s = compile_update(trainer, seed)
     metrics = []
 
     def call(rs):
-        t0 = time.perf_counter()
-        rs, m = compiled(rs)
-        jax.block_until_ready((rs, m))
-        metrics.append({k: float(np.mean(v)) for k, v in m.items()})
-        return rs, time.perf_counter() - t0, float(np.min(m["learning"]))
+        rs, dt, m = timed_update(compiled, rs, metrics)
+        return rs, dt, float(np.min(m["learning"]))
 
     rs, warm_s, _ = call(rs)
     runs, learning = [], []
@@ -762,10 +694,6 @@ OP_LABEL = {
 }
 
 
-def _ms(x):
-    return "-" if x is None else f"{1e3 * x:.3g}"
-
-
 def _x(x):
     return "-" if x is None else f"{x:.2g}x"
 
@@ -780,8 +708,8 @@ def analyse(res, setup):
         r = o["best_ratio"]
         met.append(r >= TARGET)
         head.append(
-            f"{OP_LABEL[op]}: JAX {_ms(o['jax_per_drop_s'][B])} ms per drop (batch {B}) vs "
-            f"NumPy complex128 {_ms(o['numpy_ref_per_drop_s'])} ms: **{r:.2g}x** (NumPy "
+            f"{OP_LABEL[op]}: JAX {ms(o['jax_per_drop_s'][B])} ms per drop (batch {B}) vs "
+            f"NumPy complex128 {ms(o['numpy_ref_per_drop_s'])} ms: **{r:.2g}x** (NumPy "
             f"complex64: {_x(o['ratio_c64'][B])}; target >= {TARGET:.0f}x: "
             f"{'met' if r >= TARGET else 'not met'})"
         )
@@ -794,8 +722,7 @@ def analyse(res, setup):
             f"Batching does not help JAX here: per drop, batch {Bmax} is slower than batch 1 "
             f"for {', '.join(OP_LABEL[op] for op in slower)} ("
             + "; ".join(
-                f"{_ms(ops[op]['jax_per_drop_s']['1'])} -> {_ms(ops[op]['jax_per_drop_s'][Bmax])}"
-                " ms"
+                f"{ms(ops[op]['jax_per_drop_s']['1'])} -> {ms(ops[op]['jax_per_drop_s'][Bmax])} ms"
                 for op in slower
             )
             + "). One drop is already a batch of per-BS problems (realizations x BSs) for "
@@ -803,12 +730,12 @@ def analyse(res, setup):
             "on 2 cores (not measured apart here). The ratios use each operation's best batch."
         )
     line = (
-        f"Channel generation: the JAX drop takes {_ms(ch['jax_per_drop_s']['1'])} ms at batch "
+        f"Channel generation: the JAX drop takes {ms(ch['jax_per_drop_s']['1'])} ms at batch "
         f"1; alone, its normal draw of W[{s['n']}, {s['M']}, {s['K']}, {s['n_r']}, {s['n_s']}] "
-        f"takes {_ms(jp['normal'])} ms ({100 * pr['jax_share_normal']:.0f}% of the drop, paired) "
-        f"and the steering-vector sums {_ms(jp['sums'])} ms. NumPy's drop takes "
-        f"{_ms(ch['numpy_ref_per_drop_s'])} ms: its normal draw {_ms(npp['normal'])} ms, the "
-        f"sums {_ms(npp['sums'])} ms, the large-scale fading {_ms(npp['drop'])} ms. JAX's draw "
+        f"takes {ms(jp['normal'])} ms ({100 * pr['jax_share_normal']:.0f}% of the drop, paired) "
+        f"and the steering-vector sums {ms(jp['sums'])} ms. NumPy's drop takes "
+        f"{ms(ch['numpy_ref_per_drop_s'])} ms: its normal draw {ms(npp['normal'])} ms, the "
+        f"sums {ms(npp['sums'])} ms, the large-scale fading {ms(npp['drop'])} ms. JAX's draw "
         f"(threefry bits and the inverse-erf transform) costs {pr['normal_jax_over_numpy']:.2g}x "
         f"NumPy's (PCG64 and the ziggurat, float64) for the same number of complex normals, so "
         f"even with free sums and large-scale fading the ratio NumPy / JAX could reach at most "
@@ -817,17 +744,17 @@ def analyse(res, setup):
     if "unsafe_rbg_over_threefry" in pr:
         line += (
             f" With unsafe_rbg keys (the caller's choice, no code change) the whole JAX "
-            f"generation takes {_ms(jp['unsafe_rbg'])} ms ({pr['unsafe_rbg_over_threefry']:.2g}x"
+            f"generation takes {ms(jp['unsafe_rbg'])} ms ({pr['unsafe_rbg_over_threefry']:.2g}x"
             " the threefry time, paired)."
         )
     reading.append(line)
     reading.append(
-        f"SE with MR: JAX {_ms(mr['jax_per_drop_s']['1'])} ms at batch 1, NumPy "
-        f"{_ms(mr['numpy_ref_per_drop_s'])} ms (complex128), "
-        f"{_ms(mr['numpy_c64_per_drop_s'])} ms (complex64). The work is the Gram products "
+        f"SE with MR: JAX {ms(mr['jax_per_drop_s']['1'])} ms at batch 1, NumPy "
+        f"{ms(mr['numpy_ref_per_drop_s'])} ms (complex128), "
+        f"{ms(mr['numpy_c64_per_drop_s'])} ms (complex64). The work is the Gram products "
         f"G_m^H G_m ({s['n'] * s['M']} products of {s['N_r']} x {s['K'] * s['N_s']} per drop) and "
-        f"the moment sums of eq. (8); the products alone take {_ms(jp['mr_gram'])} ms in JAX "
-        f"(complex64, {100 * pr['jax_share_mr_gram']:.0f}% of its SE) and {_ms(npp['mr_gram'])} ms "
+        f"the moment sums of eq. (8); the products alone take {ms(jp['mr_gram'])} ms in JAX "
+        f"(complex64, {100 * pr['jax_share_mr_gram']:.0f}% of its SE) and {ms(npp['mr_gram'])} ms "
         f"in NumPy (complex128 BLAS): JAX / NumPy {pr['mr_gram_jax_over_numpy']:.2g}x for the "
         f"same products, so even with free moment sums the ratio NumPy / JAX could reach at "
         f"most {pr['bound_se_mr']:.2g}x"
@@ -840,14 +767,14 @@ def analyse(res, setup):
         )
     )
     line = (
-        f"SE with L-MMSE: JAX takes {_ms(lm['jax_per_drop_s']['1'])} ms at batch 1; its "
+        f"SE with L-MMSE: JAX takes {ms(lm['jax_per_drop_s']['1'])} ms at batch 1; its "
         f"Gram-path Cholesky factor and Cholesky solve ({s['n'] * s['M']} systems of "
         f"{s['K'] * s['N_s']} x {s['K'] * s['N_s']} per drop, `cfmimo_jax.linalg`) alone take "
-        f"{_ms(jp['gram_solve'])} ms ({100 * pr['jax_share_gram_solve']:.0f}% of the SE, paired). "
+        f"{ms(jp['gram_solve'])} ms ({100 * pr['jax_share_gram_solve']:.0f}% of the SE, paired). "
         f"NumPy's LAPACK solve of the larger {s['N_r']} x {s['N_r']} system takes "
-        f"{_ms(npp['lmmse_solve'])} ms of its {_ms(lm['numpy_ref_per_drop_s'])} ms, and a LAPACK "
+        f"{ms(npp['lmmse_solve'])} ms of its {ms(lm['numpy_ref_per_drop_s'])} ms, and a LAPACK "
         f"Cholesky of the same {s['K'] * s['N_s']} x {s['K'] * s['N_s']} Gram matrices "
-        f"{_ms(npp['gram_chol'])} ms. `cfmimo_jax.linalg` writes the factorisation and the "
+        f"{ms(npp['gram_chol'])} ms. `cfmimo_jax.linalg` writes the factorisation and the "
         "triangular solves as `lax.fori_loop`s over columns, vectorised over the batch "
         "(jaxlib's CPU LAPACK kernels can deadlock on a 2-core machine): they take "
         f"{pr['solve_jax_over_numpy']:.2g}x the time of NumPy's whole LAPACK solve "
@@ -858,7 +785,7 @@ def analyse(res, setup):
     if "direct_over_gram_se" in pr:
         line += (
             f" The direct path (solve='direct', the {s['N_r']} x {s['N_r']} Cholesky solve) is "
-            f"slower still: {_ms(jp['direct_se'])} ms per drop "
+            f"slower still: {ms(jp['direct_se'])} ms per drop "
             f"({pr['direct_over_gram_se']:.2g}x the Gram path, paired)."
         )
     reading.append(line)
@@ -970,7 +897,7 @@ def write_report(path, info, setup, res, wall):
     add("## Machine")
     add("")
     add(f"- CPU: {info['cpu']}, {info['cores']} cores, shared with other jobs ({info['platform']})")
-    add(f"- Python {info['python']}, NumPy {info['numpy']}, JAX {info['jax']} ({info['devices']})")
+    add(versions_line(info))
     blas = f"- NumPy BLAS: {info['blas']}"
     if info["blas_env_removed"]:
         blas += f" (removed from the environment: {info['blas_env_removed']})"
@@ -1018,11 +945,7 @@ def write_report(path, info, setup, res, wall):
         "means within 1 dB)."
     )
     add("")
-    add("## Results: per drop (ms)")
-    add("")
-    for line in res["headline"]:
-        add(f"- {line}")
-    add("")
+    L += bullets("## Results: per drop (ms)", res["headline"])
     th = [k for k in next(iter(ops.values()))["numpy_per_drop_s"]]
     add(
         "| operation | "
@@ -1038,9 +961,9 @@ def write_report(path, info, setup, res, wall):
         jt = o["jax_per_drop_s"]
         add(
             f"| {OP_LABEL[op]} | "
-            + " | ".join(_ms(jt[str(B)]) for B in batches)
-            + f" | {_ms(o['numpy_ref_per_drop_s'])} | "
-            + " | ".join(_ms(o["numpy_per_drop_s"][k]) for k in th)
+            + " | ".join(ms(jt[str(B)]) for B in batches)
+            + f" | {ms(o['numpy_ref_per_drop_s'])} | "
+            + " | ".join(ms(o["numpy_per_drop_s"][k]) for k in th)
             + " | "
             + " | ".join(f"**{_x(o['ratio_ref'][str(B)])}**" for B in batches)
             + " | "
@@ -1053,10 +976,10 @@ def write_report(path, info, setup, res, wall):
         + "; ".join(
             f"{OP_LABEL[op]}: "
             + ", ".join(
-                f"JAX B={B} " + "/".join(_ms(x) for x in o["jax_runs_s"][str(B)]) for B in batches
+                f"JAX B={B} " + "/".join(ms(x) for x in o["jax_runs_s"][str(B)]) for B in batches
             )
             + ", NumPy c128 reference "
-            + "/".join(_ms(x) for x in o["numpy_ref_runs_s"])
+            + "/".join(ms(x) for x in o["numpy_ref_runs_s"])
             for op, o in ops.items()
         )
         + "."
@@ -1069,9 +992,9 @@ def write_report(path, info, setup, res, wall):
     }
     add(
         "A whole environment step per drop (channel generation + L-MMSE SE): JAX "
-        + ", ".join(f"{_ms(env_step[str(B)])} ms at B={B}" for B in batches)
+        + ", ".join(f"{ms(env_step[str(B)])} ms at B={B}" for B in batches)
         + "; NumPy "
-        + _ms(ops["channels"]["numpy_ref_per_drop_s"] + ops["se_l_mmse"]["numpy_ref_per_drop_s"])
+        + ms(ops["channels"]["numpy_ref_per_drop_s"] + ops["se_l_mmse"]["numpy_ref_per_drop_s"])
         + " ms."
     )
     add("")
@@ -1081,12 +1004,12 @@ def write_report(path, info, setup, res, wall):
     add("|---|---|")
     for key, label in JAX_PARTS.items():
         if key in parts["jax"]:
-            add(f"| {label} | {_ms(parts['jax'][key])} |")
+            add(f"| {label} | {ms(parts['jax'][key])} |")
     add("")
     add("| NumPy operation (complex128; faster of 1 thread / all cores) | per drop |")
     add("|---|---|")
     for key, label in NUMPY_PARTS.items():
-        add(f"| {label} | {_ms(parts['numpy'][key])} |")
+        add(f"| {label} | {ms(parts['numpy'][key])} |")
     add("")
     add(
         "Inputs: W[n, M, K, n_r, n_s] for the draw and the sums; the n M per-BS matrices "
@@ -1132,12 +1055,8 @@ def write_report(path, info, setup, res, wall):
         "their time."
     )
     add("")
-    add("## Reading")
-    add("")
-    for line in res["reading"]:
-        add(f"- {line}")
-    with open(path, "w") as f:
-        f.write("\n".join(L) + "\n")
+    L += bullets("## Reading", res["reading"])  # its closing blank line: a final newline
+    write_markdown(path, L)
 
 
 def main(argv=None):
@@ -1219,7 +1138,7 @@ def main(argv=None):
         print(line)
     info["uptime_end"] = _uptime()
     print(info["uptime_end"], flush=True)
-    info["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    info["max_rss_gib"] = peak_rss_gib()
     if args.quick:
         default = os.path.join(tempfile.gettempdir(), "RESULTS_xl_quick.md")
     else:
@@ -1227,9 +1146,7 @@ def main(argv=None):
     out = args.out or default
     wall = time.perf_counter() - t_start
     write_report(out, info, setup, res, wall)
-    js = os.path.splitext(out)[0] + ".json"
-    with open(js, "w") as f:
-        json.dump(dict(machine=info, setup=setup, results=res, wall_s=wall), f, indent=1)
+    js = write_json(out, dict(machine=info, setup=setup, results=res, wall_s=wall))
     print(f"wrote {out} and {js} ({wall:.0f} s)")
     return 0
 

@@ -137,14 +137,13 @@ class PowerControlNumPy:
         self.action_high = self.p_max if self.db_range is None else 0.0
         self.rng = np.random.default_rng(seed)
 
-    @classmethod
-    def from_env(cls, env, params, setups: dict, seed: int = 0):
-        """The NumPy twin of a JAX ``PowerControl`` (uplink, continuous, ``a = 1``) and its
-        ``PowerControlParams``; ``setups`` as in the class docstring."""
+    @staticmethod
+    def env_kwargs(env, params) -> dict:
+        """The keyword arguments (all but ``setups`` and ``seed``) of the NumPy twin of a JAX
+        ``PowerControl`` (uplink, continuous, ``a = 1``) and its ``PowerControlParams``."""
         if not env.uplink or env.action != "continuous" or env.lsfd:
             raise ValueError("the NumPy environment implements uplink, continuous, lsfd=false")
-        return cls(
-            setups,
+        return dict(
             tau_p=env.tau_p,
             tau_c=env.tau_c,
             p_max=env.p_max,
@@ -154,8 +153,13 @@ class PowerControlNumPy:
             obs_se_scale=float(params.obs_se_scale),
             power_db_range=getattr(env, "db_range", None),
             features=getattr(env, "features", "gains"),
-            seed=seed,
         )
+
+    @classmethod
+    def from_env(cls, env, params, setups: dict, seed: int = 0):
+        """The NumPy twin of a JAX ``PowerControl`` (uplink, continuous, ``a = 1``) and its
+        ``PowerControlParams``; ``setups`` as in the class docstring."""
+        return cls(setups, **cls.env_kwargs(env, params), seed=seed)
 
     # ---- physics -----------------------------------------------------------------------
 
