@@ -12,6 +12,7 @@ import pytest
 import algorithms
 from cfmimo_jax import envs, geometry, se
 from cfmimo_jax.envs import mobile_ap, spaces
+from cfmimo_jax.power import antenna_powers
 
 CONFIG = {"n_aps": 2, "n_antennas": 2, "n_ues": 2, "episode_steps": 3, "opt_steps": 8}
 
@@ -161,6 +162,7 @@ def test_bad_config():
         ({"tau_c": 2}, "tau_c"),
         ({"obs_scale_db": 0.0}, "obs_scale_db"),
         ({"control": "power"}, "control"),
+        ({"power_map": "softmax"}, "power_map"),
     ]:
         with pytest.raises(ValueError, match=key):
             mobile_ap.make({**CONFIG, **cfg})
@@ -190,6 +192,38 @@ def test_move_only_control_uses_fractional_power(env_params):
     peak = np.asarray(st2.rho) / env.p_ap
     np.testing.assert_allclose(peak / peak.sum(1, keepdims=True), want, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(st2.q), 1.0)
+
+
+def test_scaled_power_map():
+    """power_map=scaled: ``rho_m = P max(a_m) a_m / sum(a_m)`` checked by hand (NumPy) on random
+    fractions (far out of [0, 1] too: clipped), every action feasible with no penalty, all
+    ones = equal full power, the split equivariant under a UE permutation; the heuristics map
+    to the same powers as under the default map."""
+    env, p = envs.make("mobile_ap", {**CONFIG, "n_ues": 3, "power_map": "scaled"})
+    proj, _ = envs.make("mobile_ap", {**CONFIG, "n_ues": 3})
+    _, st = env.reset(jax.random.PRNGKey(1), p)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-0.5, 1.5, (env.M, env.K))
+    acts = {"power": jnp.asarray(a, jnp.float32), "antenna": jnp.ones((env.M, env.N))}
+    rho, q, v_power, v_antenna = env.map_actions(st.B, acts)
+    c = np.clip(a, 0, 1)
+    want = env.p_ap * c * (c.max(1) / c.sum(1))[:, None]
+    pw = np.asarray(antenna_powers(st.B, jnp.asarray(want, jnp.float32), q))
+    scale = np.minimum(1.0, env.p_an / pw.max(1))  # (22e), as the default map
+    np.testing.assert_allclose(np.asarray(rho), want * scale[:, None], rtol=1e-5)
+    assert float(jnp.max(v_power)) == 0.0 and (np.asarray(rho).sum(1) <= env.p_ap + 1e-3).all()
+    ones = {"power": jnp.ones((env.M, env.K)), "antenna": jnp.ones((env.M, env.N))}
+    r1 = np.asarray(env.map_actions(st.B, ones)[0])
+    r2 = np.asarray(proj.map_actions(st.B, proj._equal_actions(st))[0])
+    np.testing.assert_allclose(r1, r2, rtol=1e-5)  # all ones = equal power
+    perm = np.array([2, 0, 1])
+    Bp = st.B[:, perm]
+    rp = env.map_actions(Bp, {**acts, "power": acts["power"][:, perm]})[0]
+    np.testing.assert_allclose(np.asarray(rp), np.asarray(rho)[:, perm], rtol=1e-5)
+    for name in ("static_fractional", "static_equal"):
+        mine = env.map_actions(st.B, env.heuristics()[name](None, st))[0]
+        theirs = proj.map_actions(st.B, proj.heuristics()[name](None, st))[0]
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5)
 
 
 def test_tiny_maddpg(env_params):

@@ -34,6 +34,11 @@ move, power``, ``2 + K + N`` entries per agent):
 * ``"power"``: ``Box(0, 1, (K,))``, budget fractions ``a_mk``:
   ``rho_mk = P_ap a_mk / max(1, sum_k a_mk)`` (so (22d) ``sum_k rho_mk <= P_ap``); violation
   ``v_power = max(sum_k a_mk - 1, 0)``.
+  ``power_map = "scaled"`` (beyond the paper): ``rho_mk = P_ap max_j(a_mj) a_mk / sum_j
+  a_mj``, the split ``a / sum(a)`` of the total ``max_j(a_mj) P_ap``: every action is feasible
+  (no penalty), all ones is equal full power, scaling ``a`` scales the total, and the map is
+  permutation equivariant; the saturated corner of the default map (every fraction 1: equal
+  power, penalised by ``K - 1``) is then no trap.
 * ``"antenna"``: ``Box(0, 1, (N,))``, per-antenna weights ``q_mn = max(a_mn, q_floor)``
   (``Q_m = diag(q_m)``, ``w_mk = sqrt(rho_mk) Q^(1/2) hhat_mk / sqrt(tr(Q B_mk))``; the weights
   are scale-free). The mean antenna powers ``P_mn = power.antenna_powers(B, rho, q)`` must
@@ -194,6 +199,7 @@ class MobileAP(MultiAgentEnv):
         opt_steps: int = 30,
         opt_lr: float = 0.05,
         control: str = "joint",
+        power_map: str = "project",
     ):
         self.M = V.positive_int("n_aps", n_aps)
         self.N = V.positive_int("n_antennas", n_antennas)
@@ -240,6 +246,9 @@ class MobileAP(MultiAgentEnv):
         if control not in ("joint", "move"):
             raise ValueError(f"control must be 'joint' or 'move', got {control!r}")
         self.control = control
+        if power_map not in ("project", "scaled"):
+            raise ValueError(f"power_map must be 'project' or 'scaled', got {power_map!r}")
+        self.power_map = power_map
         M, N, K = self.M, self.N, self.K
         self.n_agents = M
         self.obs_dim = 6 * K + N + 2
@@ -316,8 +325,13 @@ class MobileAP(MultiAgentEnv):
         (module docstring: (22d), (22e) hold for ``rho, q``)."""
         a = jnp.clip(actions["power"], 0.0, 1.0)
         s = jnp.sum(a, axis=-1)
-        rho = self.p_ap * a / jnp.maximum(1.0, s)[:, None]
-        v_power = jnp.maximum(s - 1.0, 0.0)
+        if self.power_map == "scaled":  # the split a / sum(a) of the total max_k(a) P_ap
+            top = jnp.max(a, axis=-1)
+            rho = self.p_ap * a * (top / jnp.where(s > 0, s, 1.0))[:, None]
+            v_power = jnp.zeros_like(s)
+        else:
+            rho = self.p_ap * a / jnp.maximum(1.0, s)[:, None]
+            v_power = jnp.maximum(s - 1.0, 0.0)
         q = jnp.maximum(jnp.clip(actions["antenna"], 0.0, 1.0), self.q_floor).astype(rho.dtype)
         pw = antenna_powers(B, rho, q)  # [M, N]
         v_antenna = jnp.sum(jnp.maximum(pw - self.p_an, 0.0), axis=-1) / self.p_ap
@@ -422,7 +436,12 @@ class MobileAP(MultiAgentEnv):
     # ---- heuristics -----------------------------------------------------------------------
 
     def _static(self, power):
+        """The action of budget fractions ``power[M, K]`` (``sum_k <= 1``), no move, ``q = 1``
+        (``power_map="scaled"``: ``power / max_k power``, which maps back to ``power``)."""
         dt = power.dtype
+        if self.power_map == "scaled":
+            top = jnp.max(power, axis=-1, keepdims=True)
+            power = power / jnp.where(top > 0, top, 1.0)
         return {
             "move": jnp.zeros((self.M, 2), dt),
             "power": power,
@@ -510,6 +529,8 @@ DEFAULT_CONFIG = {
     "episode_steps": 20,  # T moves per episode (one drop), then truncated
     "opt_steps": 30,  # Adam steps of the gradient oracle per slot
     "opt_lr": 0.05,  # its learning rate
+    "power_map": "project",  # project: rho = P a / max(1, sum a), the excess penalised |
+    # scaled: rho = P max_k(a) a / sum_k(a), always feasible, no penalty (module docstring)
     "control": "joint",  # joint: move + power + antenna actions | move: mobility only
     # (fractional power of the new gains, q = 1: the paper's "single PI architecture",
     # Figs. 5(a), 6)
