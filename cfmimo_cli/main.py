@@ -145,9 +145,27 @@ def _reproduce(ns: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False), end="")
         return 0
     out = ns.out or f"results/reproduce_{ns.paper.replace('-', '_')}"
+    cache = compile_cache_dir(ns.compile_cache, out)
+    if cache is not None:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cache)
     run(config, out, progress=not ns.no_progress)
     print(Path(out, "comparison.md").read_text(encoding="utf-8"))
     return 0
+
+
+def compile_cache_dir(option: str | None, out: str) -> str | None:
+    """The persistent compilation cache of a sweep: the runs of a sweep differ in their seeds,
+    not in their programs, so each program is compiled once and read back from disk by the
+    other runs (and by a resumed sweep). ``option``: ``None`` = ``OUT/.jax_cache``, ``"off"`` =
+    none; a ``JAX_COMPILATION_CACHE_DIR`` in the environment wins (``None`` returned: JAX reads
+    it itself)."""
+    import os
+
+    if option == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    return str(Path(option) if option else Path(out) / ".jax_cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, metavar="DIR", help="output folder")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.add_argument("--print-config", action="store_true", help="print the configuration")
+    rp.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="DIR|off",
+        help="JAX's persistent compilation cache shared by the runs (default OUT/.jax_cache; "
+        "off: none)",
+    )
     rp.set_defaults(func=_reproduce)
 
     b = sub.add_parser(

@@ -197,6 +197,21 @@ def test_reproduce_bad_input(capsys):
     assert "- 3" in capsys.readouterr().out
 
 
+def test_reproduce_compile_cache_dir(monkeypatch):
+    """A sweep's persistent compilation cache: OUT/.jax_cache by default, a given folder, none
+    with ``off``, and JAX's own environment variable wins; the flag parses."""
+    from cfmimo_cli.main import build_parser, compile_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert compile_cache_dir(None, "results/x") == str(Path("results/x") / ".jax_cache")
+    assert compile_cache_dir("/tmp/c", "results/x") == "/tmp/c"
+    assert compile_cache_dir("off", "results/x") is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/tmp/jax")
+    assert compile_cache_dir(None, "results/x") is None
+    ns = build_parser().parse_args(["reproduce", "xl-uplink", "--compile-cache", "off"])
+    assert ns.compile_cache == "off"
+
+
 def test_bench_without_script(monkeypatch, capsys):
     monkeypatch.setattr(main_mod, "_find_bench_script", lambda: None)
     assert main(["bench", "--quick"]) == 2
