@@ -116,7 +116,7 @@ def run_or_reuse(
         summary = None
         if path.is_file():
             old = json.loads(path.read_text("utf-8"))
-            if old.get("config") == cfg:
+            if same_config(old.get("config"), cfg):
                 summary = old
         if summary is None:
             summary = train_mod.train(cfg, run_dir, progress=False, stream=False)
@@ -124,6 +124,45 @@ def run_or_reuse(
         summaries[key] = summary
     bar.close()
     return summaries
+
+
+def same_config(old: dict | None, new: dict) -> bool:
+    """Whether a finished run's configuration ``old`` (its ``summary.json``) is the run ``new``
+    asks for. Equal dictionaries are; so is an ``old`` that lacks ``env`` or ``trainer`` keys
+    added to the code since, when ``new`` holds them at their defaults (the scenario's or the
+    algorithm's ``DEFAULT_CONFIG``: a new option's default keeps the old behaviour), so adding
+    an option does not retrain every finished run."""
+    if not isinstance(old, dict):
+        return False
+    if old == new:
+        return True
+    if set(old) != set(new):
+        return False
+    import algorithms
+    from cfmimo_jax import envs
+
+    try:
+        defaults = {
+            "env": envs.default_config(new["scenario"]),
+            "trainer": algorithms.default_config(new["algorithm"]),
+        }
+    except (KeyError, ValueError):
+        return False
+    for k, v in new.items():
+        if k not in defaults:
+            if old[k] != v:
+                return False
+            continue
+        o = old[k]
+        if not isinstance(o, dict) or not isinstance(v, dict) or set(o) - set(v):
+            return False
+        for kk, vv in v.items():
+            if kk in o:
+                if o[kk] != vv:
+                    return False
+            elif kk not in defaults[k] or defaults[k][kk] != vv:
+                return False
+    return True
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -163,3 +163,39 @@ def test_time_jitted(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="repeats"):
         time_jitted(lambda x: x, jnp.ones(2), 0)
+
+
+def test_same_config_reuses_runs_from_before_a_new_option():
+    """A finished run is reused when its stored configuration equals the new one, or lacks
+    env / trainer keys that the new one holds at their defaults (an option added since);
+    any other difference retrains."""
+    import copy
+
+    import algorithms
+    from cfmimo_cli._sweep import same_config
+    from cfmimo_jax import envs
+
+    new = {
+        "seed": 0,
+        "scenario": "mobile_ap",
+        "algorithm": "maddpg",
+        "env": envs.default_config("mobile_ap"),
+        "trainer": algorithms.default_config("maddpg"),
+        "eval": {"n_envs": 4, "n_steps": 2, "heuristics": None},
+    }
+    assert same_config(copy.deepcopy(new), new)
+    old = copy.deepcopy(new)
+    del old["env"]["power_map"], old["trainer"]["critic_input"]  # from before those options
+    assert same_config(old, new)
+    for path, value in ((("env", "power_map"), "scaled"), (("trainer", "critic_input"), "ego")):
+        changed = copy.deepcopy(new)
+        changed[path[0]][path[1]] = value  # not the default: the old run did not do this
+        assert not same_config(old, changed)
+    other = copy.deepcopy(new)
+    other["env"]["n_aps"] = 3
+    assert not same_config(new, other) and not same_config(other, new)
+    extra = copy.deepcopy(new)
+    extra["env"]["retired_option"] = 1  # an option the code no longer has
+    assert not same_config(extra, new)
+    assert not same_config(dict(new, seed=1), new)
+    assert not same_config(None, new) and not same_config({"seed": 0}, new)
