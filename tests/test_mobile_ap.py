@@ -201,7 +201,7 @@ def test_scaled_power_map():
     to the same powers as under the default map."""
     env, p = envs.make("mobile_ap", {**CONFIG, "n_ues": 3, "power_map": "scaled"})
     proj, _ = envs.make("mobile_ap", {**CONFIG, "n_ues": 3})
-    _, st = env.reset(jax.random.PRNGKey(1), p)
+    obs1, st = env.reset(jax.random.PRNGKey(1), p)
     rng = np.random.default_rng(0)
     a = rng.uniform(-0.5, 1.5, (env.M, env.K))
     acts = {"power": jnp.asarray(a, jnp.float32), "antenna": jnp.ones((env.M, env.N))}
@@ -221,8 +221,8 @@ def test_scaled_power_map():
     rp = env.map_actions(Bp, {**acts, "power": acts["power"][:, perm]})[0]
     np.testing.assert_allclose(np.asarray(rp), np.asarray(rho)[:, perm], rtol=1e-5)
     for name in ("static_fractional", "static_equal"):
-        mine = env.map_actions(st.B, env.heuristics()[name](None, st))[0]
-        theirs = proj.map_actions(st.B, proj.heuristics()[name](None, st))[0]
+        mine = env.map_actions(st.B, env.heuristics()[name](obs1, st))[0]
+        theirs = proj.map_actions(st.B, proj.heuristics()[name](obs1, st))[0]
         np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5)
 
 
