@@ -126,6 +126,13 @@ def run_or_reuse(
     return summaries
 
 
+def eval_config(ev: dict, heuristics: bool) -> dict:
+    """A run's ``eval`` block: ``ev`` itself, or (``heuristics=False``) with no heuristics,
+    for the runs of a seed other than the one that evaluates them (every run of a seed
+    evaluates on the same drops)."""
+    return dict(ev) if heuristics else {**ev, "heuristics": []}
+
+
 def same_config(old: dict | None, new: dict) -> bool:
     """Whether a finished run's configuration ``old`` (its ``summary.json``) is the run ``new``
     asks for. Equal dictionaries are; so is an ``old`` that lacks ``env`` or ``trainer`` keys
@@ -148,21 +155,12 @@ def same_config(old: dict | None, new: dict) -> bool:
         }
     except (KeyError, ValueError):
         return False
-    for k, v in new.items():
-        if k not in defaults:
-            if old[k] != v:
-                return False
-            continue
-        o = old[k]
-        if not isinstance(o, dict) or not isinstance(v, dict) or set(o) - set(v):
-            return False
-        for kk, vv in v.items():
-            if kk in o:
-                if o[kk] != vv:
-                    return False
-            elif kk not in defaults[k] or defaults[k][kk] != vv:
-                return False
-    return True
+    filled = dict(old)
+    for k, dflt in defaults.items():
+        if isinstance(old.get(k), dict) and isinstance(new.get(k), dict):
+            added = {kk: dflt[kk] for kk in new[k] if kk not in old[k] and kk in dflt}
+            filled[k] = {**added, **old[k]}
+    return filled == new
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

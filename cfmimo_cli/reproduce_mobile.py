@@ -111,6 +111,7 @@ from ._sweep import (
     check_names,
     check_seeds,
     curve_over_seeds,
+    eval_config,
     mean_ci,
     prepare_out,
     read_metrics,
@@ -256,7 +257,7 @@ def run_config(
     (env overrides over ``config["env"]``) when given; ``heuristics=False``: the run evaluates
     its learned policy only (``eval.heuristics: []``)."""
     algorithm, fixed, env_fixed = METHODS[method]
-    ev = dict(config["eval"]) if heuristics else {**config["eval"], "heuristics": []}
+    ev = eval_config(config["eval"], heuristics)
     return train_config(
         SCENARIO,
         algorithm,

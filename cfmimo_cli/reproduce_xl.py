@@ -54,6 +54,7 @@ from ._sweep import (
     check_names,
     check_seeds,
     curve_over_seeds,
+    eval_config,
     mean_ci,
     prepare_out,
     read_metrics,
@@ -105,9 +106,7 @@ def run_config(config: dict[str, Any], variant: str, method: str, seed: int) -> 
     """The ``cfmimo train`` configuration of one (variant, method, seed). Every run of a seed
     evaluates on the same drops, so the heuristics (the optimiser is the expensive one) are
     evaluated in the first method's run only; the others evaluate the learned policy alone."""
-    ev = dict(config["eval"])
-    if method != config["methods"][0]:
-        ev["heuristics"] = []
+    ev = eval_config(config["eval"], method == config["methods"][0])
     return train_config(
         SCENARIO,
         method,
@@ -154,8 +153,7 @@ def se_cdf(config: dict[str, Any], summaries, samples) -> tuple[dict, dict]:
                 if arr is not None:
                     parts.setdefault(m, []).append(arr)
             for h in heuristics:  # evaluated in the first method's runs (run_config)
-                first_s = samples.get((v, methods[0], s), {})
-                arr = first_s.get(f"{h}/sum_se")
+                arr = samples.get((v, methods[0], s), {}).get(f"{h}/sum_se")
                 if arr is not None:
                     parts.setdefault(h, []).append(arr)
         pooled[v] = {
