@@ -65,10 +65,12 @@ Outputs:
 
 The grid (empty by default) is a list of figures, each with a ``name`` (for the folders and
 ``sum_se_vs_<name>.png``), the size ``x`` (one env key), its ``points`` (env overrides, each
-setting ``x``; the other keys complete the figure's setting) and optionally ``archs`` and
-``methods`` (default: the sweep's). A reduced grid for a CPU (in a YAML file, e.g. with
-``cfmimo reproduce mobile-ap grid.yaml "methods=[maddpg, sf_maddpg]" "seeds=[0]"``: 4 + 12
-runs; or as one ``grid=[...]`` override)::
+setting ``x``; the other keys complete the figure's setting) and optionally ``archs``,
+``methods`` and ``seeds`` (default: the sweep's) and ``budget`` (``{method: trainer
+overrides}`` over the sweep's ``budget``, e.g. fewer updates for the larger networks). A
+reduced grid for a CPU (in a YAML file, e.g. with ``cfmimo reproduce mobile-ap grid.yaml
+"methods=[maddpg, sf_maddpg]" "seeds=[0]"``: 4 + 12 runs; or as one ``grid=[...]``
+override; the grid of the CPU reproduction: ``configs/reproduce_mobile_ap_grid_cpu.yaml``)::
 
     grid:
       - name: M                   # Fig. 10 (Fig. 9: archs [move]); the paper's K = 8
@@ -167,7 +169,6 @@ def supports(method: str, arch: str) -> bool:
 def validate(config: dict[str, Any]) -> None:
     """Check a mobile-ap reproduce configuration before any training (``ConfigError`` names the
     key)."""
-    import algorithms
     from cfmimo_jax import envs
 
     known = {"seeds", "arch", "methods", "env", "budget", "eval", "convergence"}
@@ -180,12 +181,7 @@ def validate(config: dict[str, Any]) -> None:
     check_names("methods", config["methods"], METHODS)
     env_keys = envs.default_config(SCENARIO)
     _check_env("env", config["env"], env_keys)
-    check_keys("budget", config["budget"], METHODS)
-    for m, over in config["budget"].items():
-        check_keys(f"budget.{m}", over, algorithms.default_config(METHODS[m][0]))
-        for k in over:
-            if k in METHODS[m][1]:
-                raise ConfigError(f"budget.{m}.{k}: fixed by the method ({METHODS[m][1]})")
+    _check_budget("budget", config["budget"])
     check_keys("eval", config["eval"], ("n_envs", "n_steps", "heuristics"))
     conv = config["convergence"]
     check_keys("convergence", conv, ("metric", "frac", "window"))
@@ -210,11 +206,32 @@ def validate(config: dict[str, Any]) -> None:
     if not isinstance(grid, list):
         raise ConfigError(f"grid must be a list of {{name, x, points, ...}}, got {grid!r}")
     for i, spec in enumerate(grid):
-        check_keys(f"grid[{i}]", spec, ("name", "x", "points", "archs", "methods"))
+        known_g = ("name", "x", "points", "archs", "methods", "seeds", "budget")
+        check_keys(f"grid[{i}]", spec, known_g)
         _check_grid(f"grid[{i}]", spec.get("name"), spec, env_keys)
+        if "seeds" in spec:
+            try:
+                check_seeds(spec["seeds"])
+            except ConfigError as e:
+                raise ConfigError(f"grid[{i}].{e}") from None
+        if "budget" in spec:
+            _check_budget(f"grid[{i}].budget", spec["budget"])
     names = [spec["name"] for spec in grid]
     if len(set(names)) != len(names):
         raise ConfigError(f"grid: names repeated in {names}")
+
+
+def _check_budget(key: str, budget: Any) -> None:
+    """``budget``: ``{method: trainer overrides}``, each key the method's algorithm's and not
+    one the method fixes."""
+    import algorithms
+
+    check_keys(key, budget, METHODS)
+    for m, over in budget.items():
+        check_keys(f"{key}.{m}", over, algorithms.default_config(METHODS[m][0]))
+        for k in over:
+            if k in METHODS[m][1]:
+                raise ConfigError(f"{key}.{m}.{k}: fixed by the method ({METHODS[m][1]})")
 
 
 def _check_env(key: str, over: Any, env_keys) -> None:
@@ -252,10 +269,12 @@ def run_config(
     seed: int,
     point: dict | None = None,
     heuristics: bool = True,
+    budget: dict | None = None,
 ) -> dict[str, Any]:
     """The ``cfmimo train`` configuration of one (arch, method, seed), at a grid ``point``
-    (env overrides over ``config["env"]``) when given; ``heuristics=False``: the run evaluates
-    its learned policy only (``eval.heuristics: []``)."""
+    (env overrides over ``config["env"]``) when given, with a grid figure's ``budget``
+    (``{method: trainer overrides}`` over ``config["budget"]``) when given;
+    ``heuristics=False``: the run evaluates its learned policy only (``eval.heuristics: []``)."""
     algorithm, fixed, env_fixed = METHODS[method]
     ev = eval_config(config["eval"], heuristics)
     return train_config(
@@ -263,7 +282,7 @@ def run_config(
         algorithm,
         seed,
         env=(config["env"], point or {}, env_fixed, {"control": arch}),
-        trainer=(config["budget"].get(method, {}), fixed),
+        trainer=(config["budget"].get(method, {}), (budget or {}).get(method, {}), fixed),
         eval=ev,
     )
 
@@ -297,12 +316,12 @@ def sweep_runs(config: dict[str, Any]) -> list[tuple[tuple, str, dict]]:
                 (
                     (g, i, a, m, s),
                     f"{base}/{a}/{m}/seed{s}",
-                    run_config(config, a, m, s, p, m == first(ms, a)),
+                    run_config(config, a, m, s, p, m == first(ms, a), spec.get("budget")),
                 )
                 for a in spec.get("archs", config["arch"])
                 for m in ms
                 if supports(m, a)
-                for s in seeds
+                for s in spec.get("seeds", seeds)
             ]
     return runs
 
@@ -512,9 +531,9 @@ def se_cdf(config: dict[str, Any], summaries, samples) -> tuple[dict, dict]:
 def grid_table(config: dict[str, Any], summaries) -> list[dict]:
     """Per grid, architecture, point and policy: the sum SE mean and interval over seeds and
     SF-MADDPG's per-seed improvement over the policy (%, where SF-MADDPG ran)."""
-    seeds, rows = config["seeds"], []
+    rows = []
     for spec in config["grid"]:
-        g, x = spec["name"], spec["x"]
+        g, x, seeds = spec["name"], spec["x"], spec.get("seeds", config["seeds"])
         for a in spec.get("archs", config["arch"]):
             methods = [m for m in spec.get("methods", config["methods"]) if supports(m, a)]
             if not methods:

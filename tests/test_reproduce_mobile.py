@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,10 @@ from cfmimo_cli import reproduce_mobile as rm
 from cfmimo_cli.config import ConfigError, load_config
 from cfmimo_cli.main import main
 
+ROOT = Path(__file__).resolve().parents[1]
+
 T3 = 4.303  # two-sided 95 % Student t quantile, 2 degrees of freedom
+T2 = 12.706  # the same, 1 degree of freedom
 TINY = {
     "n_envs": 2,
     "n_steps": 2,
@@ -49,7 +53,8 @@ def _config(*over):
 
 def _ci(x):
     x = np.asarray(x, float)
-    return T3 * x.std(ddof=1) / math.sqrt(len(x))
+    t = {2: T2, 3: T3}[len(x)]
+    return t * x.std(ddof=1) / math.sqrt(len(x))
 
 
 def test_run_config_and_validation():
@@ -132,6 +137,40 @@ def test_run_config_and_validation():
             r"grid\[0\].methods",
         ),
         ({"grid": [{"name": "M", "x": "n_aps", "points": pts}] * 2}, "grid: names"),
+        ({"grid": [{"name": "M", "x": "n_aps", "points": pts, "seeds": []}]}, r"grid\[0\].seeds"),
+        (
+            {"grid": [{"name": "M", "x": "n_aps", "points": pts, "seeds": [0.5]}]},
+            r"grid\[0\].seeds",
+        ),
+        (
+            {"grid": [{"name": "M", "x": "n_aps", "points": pts, "budget": {"sac": {}}}]},
+            r"grid\[0\].budget.sac",
+        ),
+        (
+            {"grid": [{"name": "M", "x": "n_aps", "points": pts, "budget": [1]}]},
+            r"grid\[0\].budget",
+        ),
+        (
+            {
+                "grid": [
+                    {
+                        "name": "M",
+                        "x": "n_aps",
+                        "points": pts,
+                        "budget": {"maddpg": {"n_updatez": 1}},
+                    }
+                ]
+            },
+            r"grid\[0\].budget.maddpg.n_updatez",
+        ),
+        (
+            {
+                "grid": [
+                    {"name": "M", "x": "n_aps", "points": pts, "budget": {"mdgnn_2d": {"dims": 3}}}
+                ]
+            },
+            r"grid\[0\].budget.mdgnn_2d.dims",
+        ),
         ({"extra": 1}, "extra"),
     ):
         with pytest.raises(ConfigError, match=match):
@@ -155,6 +194,35 @@ def test_docstring_grid_example(tmp_path):
     assert rel[("N", 0, "joint", "maddpg", 0)] == "grid/N/n_antennas_2/joint/maddpg/seed0"
     cfg_n = {k: c for k, _, c in runs}[("N", 1, "joint", "maddpg", 0)]
     assert cfg_n["env"]["n_antennas"] == 8 and cfg_n["env"]["n_aps"] == 4
+
+
+def test_cpu_grid_config_seeds_and_budget():
+    """configs/reproduce_mobile_ap_grid_cpu.yaml: a valid grid whose figures run their own
+    seeds and budget (over the sweep's), the heuristics in the first method's runs only, and
+    the main comparison's runs unchanged by it."""
+    over = ["methods=[maddpg, sf_maddpg]", "seeds=[0, 1, 2]", "budget.maddpg.n_updates=60"]
+    cfg = load_config(
+        ROOT / "configs/reproduce_mobile_ap_grid_cpu.yaml", over, "reproduce_mobile_ap"
+    )
+    rm.validate(cfg)
+    runs = {k: c for k, _, c in rm.sweep_runs(cfg)}
+    grid = {k: c for k, c in runs.items() if len(k) == 5}
+    assert len(runs) - len(grid) == 2 * 2 * 3 and len(grid) == 3 * 3 * 2
+    assert {k[4] for k in grid} == {0} and {k[2] for k in grid} == {"joint"}
+    assert all(c["trainer"]["n_updates"] == 40 for c in grid.values())
+    assert runs[("joint", "maddpg", 1)]["trainer"]["n_updates"] == 60
+    assert runs[("joint", "maddpg", 1)] == rm.run_config(cfg, "joint", "maddpg", 1)
+    assert {k[3] for k, c in grid.items() if c["eval"]["heuristics"] != []} == {"maddpg"}
+    big = grid[("K", 2, "joint", "sf_maddpg", 0)]["env"]
+    assert (big["n_aps"], big["n_ues"], big["n_antennas"]) == (16, 9, 8)
+    n2 = grid[("N", 0, "joint", "maddpg", 0)]["env"]
+    assert (n2["n_aps"], n2["n_ues"], n2["n_antennas"]) == (9, 6, 2)
+    # a figure's budget reaches its runs only, over the sweep's
+    cfg["grid"][0]["budget"] = {"sf_maddpg": {"lr_actor": 0.01}}
+    runs = {k: c for k, _, c in rm.sweep_runs(cfg)}
+    assert runs[("M", 0, "joint", "sf_maddpg", 0)]["trainer"]["lr_actor"] == 0.01
+    assert runs[("M", 0, "joint", "maddpg", 0)]["trainer"]["n_updates"] == 60
+    assert runs[("joint", "sf_maddpg", 0)]["trainer"]["lr_actor"] != 0.01
 
 
 def test_updates_to_fraction_hand_cases():
@@ -265,6 +333,7 @@ def test_sweep_orchestration_and_tables(tmp_path, monkeypatch, capsys):
             "x": "n_aps",
             "archs": ["joint"],
             "methods": ["maddpg", "sf_maddpg"],
+            "seeds": [1, 2],  # the figure's own seeds
             "points": [{"n_aps": 3}, {"n_aps": 4}],
         }
     ]
@@ -273,8 +342,8 @@ def test_sweep_orchestration_and_tables(tmp_path, monkeypatch, capsys):
     )
     cfg["grid"] = grid
     res = rm.reproduce(cfg, tmp_path, progress=False)
-    # joint: 4 methods, move: 3 (no MDGNN), grid: 2 points x 2 methods; 3 seeds each
-    assert len(calls) == (4 + 3 + 2 * 2) * 3
+    # joint: 4 methods, move: 3 (no MDGNN); 3 seeds each; grid: 2 points x 2 methods x 2 seeds
+    assert len(calls) == (4 + 3) * 3 + 2 * 2 * 2
     assert ("move", "mdgnn_1d", 0, 2) not in calls
     for name in (
         "comparison.csv",
@@ -292,6 +361,7 @@ def test_sweep_orchestration_and_tables(tmp_path, monkeypatch, capsys):
     ):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "grid/M/n_aps_3/joint/sf_maddpg/seed2/summary.json").is_file()
+    assert not (tmp_path / "grid/M/n_aps_3/joint/sf_maddpg/seed0").exists()
     err = capsys.readouterr().err
     notes = [x for x in err.splitlines() if "eval_samples.npz" in x]
     assert len(notes) == 1 and "move/airmn/seed1" in notes[0]
@@ -384,11 +454,12 @@ def test_sweep_orchestration_and_tables(tmp_path, monkeypatch, capsys):
     gr = {(r["value"], r["policy"]): r for r in res["grid"]}
     assert set(v for v, _ in gr) == {3, 4}
     r = gr[(4, "maddpg")]
-    y4 = 10.0 + np.arange(3.0) + 1.0
+    y4 = 10.0 + np.array([1.0, 2.0]) + 1.0  # seeds 1 and 2
+    assert r["n_seeds"] == 2
     assert r["sum_se"] == pytest.approx(y4.mean()) and r["sum_se_ci95"] == pytest.approx(_ci(y4))
     assert r["sf_maddpg_over_pct"] == pytest.approx(np.mean(100 * ((y4 + 5.0) / y4 - 1)))
     assert gr[(3, "sf_maddpg")]["sf_maddpg_over_pct"] is None
-    assert gr[(3, "gradient_oracle")]["sum_se"] == pytest.approx(21.5)
+    assert gr[(3, "gradient_oracle")]["sum_se"] == pytest.approx(22.0)
 
     # a second call reuses every finished run; a changed budget retrains that method only
     calls.clear()
