@@ -207,7 +207,7 @@ def test_cpu_grid_config_seeds_and_budget():
     rm.validate(cfg)
     runs = {k: c for k, _, c in rm.sweep_runs(cfg)}
     grid = {k: c for k, c in runs.items() if len(k) == 5}
-    assert len(runs) - len(grid) == 2 * 2 * 3 and len(grid) == 3 * 3 * 2 * 3
+    assert len(runs) - len(grid) == 2 * 2 * 3 and len(grid) == 2 * 3 * 2 * 3 + 3 * 2
     assert {k[4] for k in grid} == {0, 1, 2} and {k[2] for k in grid} == {"joint"}
     assert all(c["trainer"]["n_updates"] == 40 for c in grid.values())
     assert runs[("joint", "maddpg", 1)]["trainer"]["n_updates"] == 60
