@@ -149,6 +149,35 @@ def test_heuristics_and_oracle(env_params, jitted):
     assert total["gradient_oracle"] >= total["static_equal"] - 1e-4, total
 
 
+_ORACLE_N2 = """
+import jax, numpy as np
+from cfmimo_jax.envs import mobile_ap, spaces
+env, p = mobile_ap.make({"n_aps": 9, "n_ues": 6, "n_antennas": 2, "opt_steps": 2})
+obs, st = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), 2), p)
+a = jax.device_get(jax.jit(env.heuristics()["gradient_oracle"])(obs, st))
+assert bool(spaces.contains(env.action_space, a))
+assert all(np.isfinite(v).all() for v in jax.tree.leaves(a))
+print("ok")
+"""
+
+
+def test_oracle_over_environments_two_antennas():
+    """The gradient oracle batched over environments at M = 9, K = 6, N = 2 (the size grid's
+    point): once a vmap over its two starts inside the vmap over environments, which
+    XLA:CPU (jaxlib 0.10.2) ran into a segmentation fault; a subprocess, so that a crash
+    fails this test instead of the session."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ORACLE_N2], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+        out.returncode,
+        out.stderr[-2000:],
+    )
+
+
 def test_bad_config():
     for cfg, key in [
         ({"n_ap": 3}, "n_ap"),

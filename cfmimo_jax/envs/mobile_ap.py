@@ -485,7 +485,9 @@ class MobileAP(MultiAgentEnv):
             )
             return x
 
-        opt = jax.vmap(run)(inits)
+        # lax.map, not vmap, over the two starts: XLA:CPU (jaxlib 0.10.2) segfaults at run time
+        # on a vmap of this gradient inside the vmap over environments when N = 2
+        opt = jax.lax.map(run, inits)
         cands = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), opt, inits)  # [4, ...]
         values = jax.vmap(lambda a: jnp.mean(self.transition(state, a, params)[1]))(cands)
         best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
