@@ -162,10 +162,10 @@ print("ok")
 
 
 def test_oracle_over_environments_two_antennas():
-    """The gradient oracle batched over environments at M = 9, K = 6, N = 2 (the size grid's
-    point): once a vmap over its two starts inside the vmap over environments, which
-    XLA:CPU (jaxlib 0.10.2) ran into a segmentation fault; a subprocess, so that a crash
-    fails this test instead of the session."""
+    """The gradient oracle batched over environments at M = 9, K = 6, N = 2 (a point of the
+    size grid) runs and returns finite actions in the action space. With a vmap over its two
+    starts inside the vmap over environments, XLA:CPU (jaxlib 0.10.2) segfaulted here; the
+    check runs in a subprocess so that a crash fails this test, not the whole session."""
     import subprocess
     import sys
 
